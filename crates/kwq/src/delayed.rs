@@ -1,0 +1,301 @@
+//! Delayed work and the shared timer.
+//!
+//! A [`DelayedWork`] is a [`Work`] item that can also be queued *after a
+//! delay* (kernel `struct delayed_work`). Its pending instance then sits on
+//! one process-wide timer — a single thread sleeping until the earliest
+//! deadline of a binary heap — instead of a worklist.
+//!
+//! # Protocol
+//!
+//! The timer stage of an instance is recorded in the item's slot
+//! (`Slot::timer = Some((seq, workqueue))`), and every change to it happens
+//! under the slot lock: arming (`queue_delayed`, `mod_delayed`), firing (the
+//! timer thread), firing early (`flush`), and cancelling. So exactly one of
+//! them moves the instance to the worklist, and a heap entry whose `seq` no
+//! longer matches the slot is simply dropped when its deadline comes.
+//! `mod_delayed` replaces the pending instance with a new `seq`, which makes
+//! every older token — on the heap, on a worklist, or parked — stale.
+//!
+//! Superseded entries stay on the heap until their deadline (holding a
+//! reference to the item); a program that re-arms one item millions of
+//! times within one delay pays that memory.
+
+use crate::error::QueueError;
+use crate::sync::atomic::{AtomicU64, Ordering::*};
+use crate::sync::{Arc, Condvar, Mutex};
+use crate::work::state::TransitionToPending;
+use crate::work::{Work, WorkInner};
+use crate::workqueue::{WqInner, Workqueue};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::time::{Duration, Instant};
+
+/// A work item that can be queued after a delay (kernel `delayed_work`).
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// let wq = kwq::Workqueue::builder("timers").build().unwrap();
+/// let start = Instant::now();
+/// let d = kwq::DelayedWork::new("later", move || {
+///     assert!(start.elapsed() >= Duration::from_millis(20));
+/// });
+/// assert!(wq.queue_delayed(&d, Duration::from_millis(20)));
+/// d.flush(); // fires it now, then waits for it
+/// ```
+#[derive(Clone, Debug)]
+pub struct DelayedWork {
+    work: Work,
+}
+
+impl DelayedWork {
+    /// Creates a delayed work item.
+    pub fn new<F>(name: impl Into<String>, f: F) -> DelayedWork
+    where
+        F: FnMut() + Send + 'static,
+    {
+        DelayedWork {
+            work: Work::new(name, f),
+        }
+    }
+
+    /// The underlying work item; queueing it directly runs it without delay.
+    pub fn work(&self) -> &Work {
+        &self.work
+    }
+
+    /// The item's name.
+    pub fn name(&self) -> &str {
+        self.work.name()
+    }
+
+    /// Is an instance pending (on the timer or queued)?
+    pub fn is_pending(&self) -> bool {
+        self.work.is_pending()
+    }
+
+    /// Removes a pending instance (disarming the timer) without waiting for a
+    /// running one (kernel `cancel_delayed_work`, WQ-13). Returns whether one
+    /// was pending.
+    pub fn cancel(&self) -> bool {
+        self.work.cancel()
+    }
+
+    /// Removes a pending instance and waits for a running one (kernel
+    /// `cancel_delayed_work_sync`). Returns whether one was pending.
+    ///
+    /// # Panics
+    ///
+    /// If called from the item's own function.
+    pub fn cancel_sync(&self) -> bool {
+        self.work.inner.cancel_sync("DelayedWork::cancel_sync")
+    }
+
+    /// If the instance is waiting on the timer, queues it now; then waits
+    /// for it to finish (kernel `flush_delayed_work`). Returns `false` if the
+    /// item was idle.
+    ///
+    /// # Panics
+    ///
+    /// Like [`Work::flush`].
+    pub fn flush(&self) -> bool {
+        let item = &self.work.inner;
+        let fire = {
+            let mut slot = item.slot.lock();
+            match slot.timer.take() {
+                Some((seq, wq)) if item.state.load().is_live(seq) => Some((seq, wq)),
+                _ => None,
+            }
+        };
+        if let Some((seq, wq)) = fire {
+            enqueue_or_abandon(&wq, item, seq);
+        }
+        item.flush("DelayedWork::flush")
+    }
+}
+
+/// Moves a delayed instance to its workqueue, or drops it (with a warning)
+/// if the workqueue refuses work now.
+fn enqueue_or_abandon(wq: &Arc<WqInner>, item: &Arc<WorkInner>, seq: u64) {
+    match wq.check_accepting() {
+        Ok(()) => wq.enqueue_work(item.clone(), seq),
+        Err(e) => {
+            eprintln!("kwq: delayed work '{}' dropped: {e}", item.name());
+            if item.state.load().is_live(seq) {
+                let _ = item.cancel();
+            }
+        }
+    }
+}
+
+struct Entry {
+    deadline: Instant,
+    order: u64,
+    item: Arc<WorkInner>,
+    seq: u64,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, o: &Self) -> bool {
+        (self.deadline, self.order) == (o.deadline, o.order)
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Entry {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.deadline, self.order).cmp(&(o.deadline, o.order))
+    }
+}
+
+struct Timer {
+    heap: Mutex<BinaryHeap<Reverse<Entry>>>,
+    cv: Condvar,
+    order: AtomicU64,
+}
+
+static TIMER: crate::sync::OnceLock<Arc<Timer>> = crate::sync::OnceLock::new();
+
+fn timer() -> &'static Arc<Timer> {
+    TIMER.get_or_init(|| {
+        let t = Arc::new(Timer {
+            heap: Mutex::new(BinaryHeap::new()),
+            cv: Condvar::new(),
+            order: AtomicU64::new(0),
+        });
+        let t2 = t.clone();
+        crate::sync::thread::Builder::new()
+            .name("kwq/timer".into())
+            .spawn(move || t2.run())
+            .expect("kwq: cannot start the timer thread");
+        t
+    })
+}
+
+impl Timer {
+    fn arm(&self, deadline: Instant, item: Arc<WorkInner>, seq: u64) {
+        let order = self.order.fetch_add(1, Relaxed);
+        let mut heap = self.heap.lock();
+        let earliest = heap.peek().is_none_or(|Reverse(e)| deadline < e.deadline);
+        heap.push(Reverse(Entry {
+            deadline,
+            order,
+            item,
+            seq,
+        }));
+        drop(heap);
+        if earliest {
+            self.cv.notify_one();
+        }
+    }
+
+    fn run(&self) {
+        let mut heap = self.heap.lock();
+        loop {
+            let now = Instant::now();
+            match heap.peek() {
+                None => heap = self.cv.wait(heap),
+                Some(Reverse(e)) if e.deadline > now => {
+                    let d = e.deadline - now;
+                    heap = self.cv.wait_timeout(heap, d);
+                }
+                Some(_) => {
+                    let Reverse(e) = heap.pop().expect("peeked");
+                    drop(heap);
+                    fire(e);
+                    heap = self.heap.lock();
+                }
+            }
+        }
+    }
+}
+
+fn fire(e: Entry) {
+    let target = {
+        let mut slot = e.item.slot.lock();
+        match &slot.timer {
+            Some((seq, _)) if *seq == e.seq && e.item.state.load().is_live(e.seq) => {
+                slot.timer.take().map(|(_, wq)| wq)
+            }
+            _ => None,
+        }
+    };
+    if let Some(wq) = target {
+        enqueue_or_abandon(&wq, &e.item, e.seq);
+    }
+}
+
+impl Workqueue {
+    /// Queues `d` to run after `delay` (kernel `queue_delayed_work`, WQ-14).
+    /// Returns `false` if an instance was already pending (the existing
+    /// timer is left alone; see [`mod_delayed`](Workqueue::mod_delayed)).
+    /// A zero delay queues immediately.
+    pub fn queue_delayed(&self, d: &DelayedWork, delay: Duration) -> bool {
+        match self.try_queue_delayed(d, delay) {
+            Ok(q) => q,
+            Err(e) => {
+                eprintln!("kwq: delayed work '{}' not queued: {e}", d.name());
+                false
+            }
+        }
+    }
+
+    /// Like [`queue_delayed`](Workqueue::queue_delayed), reporting a
+    /// refusing queue as an error.
+    pub fn try_queue_delayed(&self, d: &DelayedWork, delay: Duration) -> Result<bool, QueueError> {
+        self.inner.check_accepting()?;
+        let item = &d.work.inner;
+        if delay.is_zero() {
+            return self.try_queue(&d.work);
+        }
+        let deadline = Instant::now() + delay;
+        let seq = {
+            let mut slot = item.slot.lock();
+            match item.state.transition_to_pending() {
+                TransitionToPending::Queued { seq } => {
+                    slot.timer = Some((seq, self.inner.clone()));
+                    seq
+                }
+                _ => return Ok(false),
+            }
+        };
+        item.last_wq.store(self.inner.id, Release);
+        timer().arm(deadline, item.clone(), seq);
+        Ok(true)
+    }
+
+    /// Re-arms `d` to run after `delay` from now, whether or not it was
+    /// pending (kernel `mod_delayed_work`). Returns `true` if a pending
+    /// instance was replaced, `false` if `d` was idle (and is now queued) or
+    /// if a `cancel_sync` is in progress or the queue refuses work.
+    pub fn mod_delayed(&self, d: &DelayedWork, delay: Duration) -> bool {
+        if let Err(e) = self.inner.check_accepting() {
+            eprintln!("kwq: delayed work '{}' not queued: {e}", d.name());
+            return false;
+        }
+        let item = &d.work.inner;
+        let deadline = Instant::now() + delay;
+        let mut slot = item.slot.lock();
+        let Some((seq, was_pending, was_parked)) = item.state.transition_to_repending() else {
+            return false;
+        };
+        let parked = if was_parked { slot.parked.take() } else { None };
+        if delay.is_zero() {
+            slot.timer = None;
+            drop(slot);
+            self.inner.enqueue_work(item.clone(), seq);
+        } else {
+            slot.timer = Some((seq, self.inner.clone()));
+            drop(slot);
+            item.last_wq.store(self.inner.id, Release);
+            timer().arm(deadline, item.clone(), seq);
+        }
+        if let Some(t) = parked {
+            t.wq.clone().retire(t);
+        }
+        was_pending
+    }
+}

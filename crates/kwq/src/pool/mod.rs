@@ -1,0 +1,309 @@
+//! Worker pools: the execution resource shared by workqueues.
+//!
+//! A workqueue is a *semantic domain* (max_active, ordering, flush, drain);
+//! a pool is *where items run*. Workqueues with equal attributes (priority,
+//! bound/unbound) share one pool of one [`Runtime`](crate::Runtime), and with
+//! it the workers, exactly as every bound workqueue of a CPU feeds the same
+//! two kernel pools.
+//!
+//! # Fields and who may touch them
+//!
+//! Legend: `A:` atomic, read without a lock; `L:` under the idle-list lock;
+//! `I:` immutable after creation.
+//!
+//! * `worklist` — A: lock-free FIFO of tasks (`Fifo`).
+//! * `nr_running` — A: workers executing items and counted for concurrency
+//!   management (not idle, not inside [`blocking`](crate::blocking), not
+//!   running a CPU-intensive item). Incremented on a worker's behalf by
+//!   whoever wakes it.
+//! * `nr_idle`, `nr_workers` — L (written), A (read): mirrors of the idle
+//!   list length and of the worker count.
+//! * `idle` — L: LIFO of parked workers (the most recently idle one is the
+//!   most likely to be cache-warm and the least likely to be reaped).
+//! * `concurrency`, `max_workers` — I.
+//!
+//! # Protocol: sleeping and waking (no lost wake-ups)
+//!
+//! ```text
+//!  submitter                               worker going idle
+//!  ---------                               -----------------
+//!  worklist.push(task)                     lock idle; idle.push(me); nr_running -= 1; unlock
+//!  fence(SeqCst)                           fence(SeqCst)
+//!  if need_more_worker(nr_running):        if !worklist.is_empty() and need_more_worker:
+//!      lock idle; pop w; nr_running += 1       lock idle; if still listed: leave, nr_running += 1
+//!      w.woken = true; unpark(w)           park until woken (or idle timeout)
+//! ```
+//!
+//! The two fences make the pair a Dekker handshake: either the submitter
+//! sees the worker's decrement (and wakes someone), or the worker sees the
+//! task (and stays up). A worker is removed from the idle list only under the
+//! lock, by exactly one party, so no worker is woken twice or lost.
+//!
+//! # Protocol: concurrency management
+//!
+//! The decisions are the pure predicates of `kwq_policy` (re-exported as
+//! [`policy`]): a task is pushed → wake an idle worker if
+//! `need_more_worker`; a worker that leaves the idle list and finds none
+//! left creates one (`may_start_working` false: it acts as the pool's
+//! manager, so an idle reserve exists for the next time somebody blocks); a
+//! worker that finished an item takes the next only while `keep_working`; a
+//! worker entering [`blocking`](crate::blocking) stops counting, and wakes or
+//! creates a replacement if `need_more_worker`; an idle worker whose idle
+//! timeout expires exits if `too_many_workers`.
+
+pub mod policy;
+mod worker;
+
+use crate::runtime::Config;
+use crate::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
+use crate::sync::{thread, Arc, Fifo, Mutex, Parker, Unparker};
+use crate::task::Task;
+use crate::work::WorkInner;
+use policy::{Concurrency, PoolSnapshot};
+
+/// What distinguishes pools of one runtime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct PoolAttrs {
+    pub(crate) highpri: bool,
+    pub(crate) unbound: bool,
+}
+
+impl PoolAttrs {
+    pub(crate) fn label(self) -> &'static str {
+        match (self.unbound, self.highpri) {
+            (false, false) => "normal",
+            (false, true) => "highpri",
+            (true, false) => "unbound",
+            (true, true) => "unbound-highpri",
+        }
+    }
+}
+
+/// A worker as seen by the pool and by dumps.
+#[derive(Debug)]
+pub(crate) struct WorkerShared {
+    pub(crate) id: usize,
+    unparker: Unparker,
+    /// Set (under the idle lock) by whoever takes this worker off the idle list.
+    woken: AtomicBool,
+    /// Items this worker has taken from the worklist (watchdog progress).
+    pub(crate) executed: AtomicU64,
+    /// Workqueue id of the item being executed (0: none).
+    pub(crate) cur_wq: AtomicU64,
+    /// The persistent item being executed, if any (for dumps).
+    pub(crate) cur_work: Mutex<Option<Arc<WorkInner>>>,
+    /// Inside `blocking` or a CPU-intensive item.
+    pub(crate) blocked: AtomicBool,
+    pub(crate) exited: AtomicBool,
+}
+
+/// A worker pool.
+pub(crate) struct Pool {
+    pub(crate) id: usize,
+    pub(crate) attrs: PoolAttrs,
+    pub(crate) cfg: Arc<Config>,
+    concurrency: Concurrency,
+    pub(crate) worklist: Fifo<Task>,
+    nr_running: AtomicUsize,
+    nr_idle: AtomicUsize,
+    nr_workers: AtomicUsize,
+    idle: Mutex<Vec<Arc<WorkerShared>>>,
+    manager: AtomicBool,
+    dying: AtomicBool,
+    next_worker: AtomicUsize,
+    pub(crate) workers: Mutex<Vec<Arc<WorkerShared>>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("id", &self.id)
+            .field("attrs", &self.attrs)
+            .field("snapshot", &self.snapshot())
+            .finish()
+    }
+}
+
+impl Pool {
+    pub(crate) fn new(id: usize, attrs: PoolAttrs, cfg: Arc<Config>) -> Arc<Pool> {
+        let concurrency = if attrs.unbound {
+            Concurrency::Unmanaged
+        } else {
+            Concurrency::Managed(cfg.concurrency)
+        };
+        let pool = Arc::new(Pool {
+            id,
+            attrs,
+            cfg,
+            concurrency,
+            worklist: Fifo::new(),
+            nr_running: AtomicUsize::new(0),
+            nr_idle: AtomicUsize::new(0),
+            nr_workers: AtomicUsize::new(0),
+            idle: Mutex::new(Vec::new()),
+            manager: AtomicBool::new(false),
+            dying: AtomicBool::new(false),
+            next_worker: AtomicUsize::new(0),
+            workers: Mutex::new(Vec::new()),
+        });
+        // Like the kernel, a pool starts with one idle worker.
+        pool.create_worker();
+        pool
+    }
+
+    pub(crate) fn name(&self) -> String {
+        format!("{}{}", self.attrs.label(), self.id)
+    }
+
+    pub(crate) fn snapshot(&self) -> PoolSnapshot {
+        PoolSnapshot {
+            worklist_nonempty: !self.worklist.is_empty(),
+            nr_running: self.nr_running.load(SeqCst),
+            nr_idle: self.nr_idle.load(SeqCst),
+            nr_workers: self.nr_workers.load(SeqCst),
+            concurrency: self.concurrency,
+            max_workers: self.cfg.max_workers,
+        }
+    }
+
+    /// Puts a task on the worklist and wakes a worker if the pool needs one.
+    pub(crate) fn push(self: &Arc<Self>, task: Task) {
+        self.worklist.push(task);
+        self.kick();
+    }
+
+    /// The submitter half of the sleep/wake handshake.
+    pub(crate) fn kick(self: &Arc<Self>) {
+        fence(SeqCst);
+        let running = self.nr_running.load(Relaxed);
+        if running >= self.concurrency.target() {
+            return; // fast path: need_more_worker is false
+        }
+        let snap = self.snapshot();
+        if !policy::need_more_worker(&snap) {
+            return;
+        }
+        if snap.nr_idle > 0 {
+            self.wake_one();
+        } else if policy::need_to_create_worker(&snap) {
+            self.manage();
+        }
+    }
+
+    /// Takes one worker off the idle list, if the pool still needs one.
+    fn wake_one(&self) -> bool {
+        let mut idle = self.idle.lock();
+        if !policy::need_more_worker(&self.snapshot()) {
+            return false;
+        }
+        let Some(w) = idle.pop() else { return false };
+        self.nr_idle.fetch_sub(1, SeqCst);
+        self.nr_running.fetch_add(1, SeqCst);
+        w.woken.store(true, Release);
+        drop(idle);
+        w.unparker.unpark();
+        true
+    }
+
+    /// Acts as the pool's manager: creates workers while no idle worker is
+    /// in reserve (kernel `maybe_create_worker`, run by the worker for which
+    /// `may_start_working` was false). Only one manager at a time.
+    pub(crate) fn manage(self: &Arc<Self>) {
+        if self
+            .manager
+            .compare_exchange(false, true, AcqRel, Relaxed)
+            .is_err()
+        {
+            return;
+        }
+        loop {
+            let snap = self.snapshot();
+            if policy::may_start_working(&snap) || snap.nr_workers >= snap.max_workers {
+                break;
+            }
+            if !self.create_worker() {
+                break;
+            }
+        }
+        self.manager.store(false, Release);
+        // A worker created above starts idle; if work is waiting, wake it.
+        if policy::need_more_worker(&self.snapshot()) {
+            self.wake_one();
+        }
+    }
+
+    /// Spawns a worker thread that starts on the idle list.
+    fn create_worker(self: &Arc<Self>) -> bool {
+        let id = self.next_worker.fetch_add(1, Relaxed);
+        let parker = Parker::new();
+        let shared = Arc::new(WorkerShared {
+            id,
+            unparker: parker.unparker(),
+            woken: AtomicBool::new(false),
+            executed: AtomicU64::new(0),
+            cur_wq: AtomicU64::new(0),
+            cur_work: Mutex::new(None),
+            blocked: AtomicBool::new(false),
+            exited: AtomicBool::new(false),
+        });
+        {
+            let mut idle = self.idle.lock();
+            idle.push(shared.clone());
+            self.nr_idle.fetch_add(1, SeqCst);
+            self.nr_workers.fetch_add(1, SeqCst);
+        }
+        let pool = self.clone();
+        let me = shared.clone();
+        let name = format!("{}/{}:{}", self.cfg.thread_name, self.name(), id);
+        match thread::Builder::new()
+            .name(name)
+            .spawn(move || worker::main(pool, me, parker))
+        {
+            Ok(_) => {
+                let mut all = self.workers.lock();
+                all.retain(|w| !w.exited.load(Relaxed));
+                all.push(shared);
+                true
+            }
+            Err(e) => {
+                let mut idle = self.idle.lock();
+                idle.retain(|w| !Arc::ptr_eq(w, &shared));
+                self.nr_idle.fetch_sub(1, SeqCst);
+                self.nr_workers.fetch_sub(1, SeqCst);
+                drop(idle);
+                eprintln!("kwq: pool {} could not create a worker: {e}", self.name());
+                false
+            }
+        }
+    }
+
+    /// A running worker is about to block (`kwq::blocking`, CPU-intensive
+    /// item): it stops counting, and the pool gets a replacement if needed
+    /// (kernel `wq_worker_sleeping`).
+    pub(crate) fn enter_blocking(self: &Arc<Self>) {
+        self.nr_running.fetch_sub(1, SeqCst);
+        self.kick();
+    }
+
+    /// The blocked worker runs again (kernel `wq_worker_running`).
+    pub(crate) fn exit_blocking(&self) {
+        self.nr_running.fetch_add(1, SeqCst);
+    }
+
+    /// Marks the pool as dying: idle workers exit once the worklist is empty.
+    pub(crate) fn shutdown(&self) {
+        self.dying.store(true, SeqCst);
+        let idle = self.idle.lock();
+        for w in idle.iter() {
+            w.unparker.unpark();
+        }
+    }
+
+    pub(crate) fn is_dying(&self) -> bool {
+        self.dying.load(Acquire)
+    }
+
+    pub(crate) fn concurrency(&self) -> Concurrency {
+        self.concurrency
+    }
+}

@@ -1,0 +1,252 @@
+//! The worker thread: main loop, idle handshake, and `process_one_work`.
+//!
+//! ```text
+//!   loop {
+//!       sleep until woken                         (idle list, see pool/mod.rs)
+//!       manage: keep one idle worker in reserve   (may_start_working)
+//!       while a task can be popped:
+//!           process it                            (admit → start → run → end → retire)
+//!           stop if over the concurrency target   (keep_working)
+//!       spin briefly for more work, then go idle
+//!   }
+//! ```
+
+use super::{policy, Pool, WorkerShared};
+use crate::current::{self, Running};
+use crate::sync::atomic::{fence, Ordering::*};
+use crate::sync::{hint, Arc, Parker};
+use crate::task::{Payload, Task};
+use crate::work::{AfterRun, Start};
+use crate::workqueue::active::Defer;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// How many empty polls a worker makes before it parks.
+#[cfg(not(kwq_loom))]
+const SPIN_POLLS: u32 = 64;
+#[cfg(kwq_loom)]
+const SPIN_POLLS: u32 = 1;
+
+pub(super) fn main(pool: Arc<Pool>, me: Arc<WorkerShared>, parker: Parker) {
+    current::install(pool.clone());
+    if pool.attrs.highpri {
+        crate::sync::raise_thread_priority();
+    }
+    // A new worker starts on the idle list (registered by its creator).
+    while wait_woken(&pool, &me, &parker) {
+        // We left the idle list: make sure somebody is in reserve.
+        if pool.nr_idle.load(Relaxed) == 0 {
+            pool.manage();
+        }
+        run_until_idle(&pool, &me);
+        go_idle(&pool, &me);
+    }
+    me.exited.store(true, Release);
+    current::uninstall();
+}
+
+/// Processes tasks while the pool wants this worker running.
+fn run_until_idle(pool: &Arc<Pool>, me: &WorkerShared) {
+    let mut polls = 0;
+    loop {
+        match pool.worklist.pop() {
+            Some(task) => {
+                polls = 0;
+                me.executed.fetch_add(1, Relaxed);
+                process(pool, me, task);
+                // keep_working: leave if more workers run than the target
+                // (a blocked worker came back).
+                if pool.nr_running.load(Relaxed) > pool.concurrency.target() {
+                    return;
+                }
+            }
+            None => {
+                polls += 1;
+                if polls > SPIN_POLLS || pool.is_dying() {
+                    return;
+                }
+                if polls % 16 == 0 {
+                    crate::sync::thread::yield_now();
+                } else {
+                    for _ in 0..(1 << (polls % 16).min(6)) {
+                        hint::spin_loop();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The worker half of the sleep/wake handshake: register as idle.
+fn go_idle(pool: &Pool, me: &Arc<WorkerShared>) {
+    let mut idle = pool.idle.lock();
+    me.woken.store(false, Relaxed);
+    idle.push(me.clone());
+    pool.nr_idle.fetch_add(1, SeqCst);
+    pool.nr_running.fetch_sub(1, SeqCst);
+}
+
+/// Parks until taken off the idle list. Returns false when the worker must
+/// exit (reaped by the idle timeout, or the pool is dying).
+fn wait_woken(pool: &Pool, me: &Arc<WorkerShared>, parker: &Parker) -> bool {
+    fence(SeqCst);
+    if !pool.worklist.is_empty() {
+        let mut idle = pool.idle.lock();
+        if me.woken.load(Acquire) {
+            return true;
+        }
+        if policy::need_more_worker(&pool.snapshot()) {
+            if let Some(pos) = idle.iter().position(|w| Arc::ptr_eq(w, me)) {
+                idle.remove(pos);
+                pool.nr_idle.fetch_sub(1, SeqCst);
+                pool.nr_running.fetch_add(1, SeqCst);
+                return true;
+            }
+        }
+    }
+    loop {
+        if me.woken.load(Acquire) {
+            return true;
+        }
+        parker.park_timeout(pool.cfg.idle_timeout);
+        if me.woken.load(Acquire) {
+            return true;
+        }
+        let mut idle = pool.idle.lock();
+        if me.woken.load(Acquire) {
+            return true;
+        }
+        let dying = pool.is_dying() && pool.worklist.is_empty();
+        // `park_timeout` may return early; that only makes the reaping
+        // check run sooner, and `too_many_workers` bounds what it removes.
+        if dying || policy::too_many_workers(&pool.snapshot()) {
+            if let Some(pos) = idle.iter().position(|w| Arc::ptr_eq(w, me)) {
+                idle.remove(pos);
+                pool.nr_idle.fetch_sub(1, SeqCst);
+                pool.nr_workers.fetch_sub(1, SeqCst);
+                return false;
+            }
+        }
+    }
+}
+
+/// Claims a `max_active` slot for a popped task; `None` if it was deferred
+/// to the inactive list or was stale.
+fn admit(task: Task) -> Option<Task> {
+    if let Payload::Work { item, seq } = &task.payload {
+        if !item.state.load().is_live(*seq) {
+            task.wq.clone().retire(task);
+            return None;
+        }
+    }
+    if task.admitted {
+        return Some(task);
+    }
+    if task.wq.admission.try_admit() {
+        let mut task = task;
+        task.admitted = true;
+        return Some(task);
+    }
+    let wq = task.wq.clone();
+    match wq.admission.defer(task) {
+        Defer::Admitted(mut t) => {
+            t.admitted = true;
+            Some(t)
+        }
+        Defer::Deferred => None,
+    }
+}
+
+/// `process_one_work`.
+fn process(pool: &Arc<Pool>, me: &WorkerShared, task: Task) {
+    let Some(task) = admit(task) else { return };
+    let work = match &task.payload {
+        Payload::Work { item, seq } => Some((item.clone(), *seq)),
+        Payload::Job(_) => None,
+    };
+    match work {
+        None => run_job(pool, me, task),
+        Some((item, seq)) => match item.start(task, seq) {
+            Start::Run(task) => run_work(pool, me, task),
+            Start::Parked => {}
+            Start::Stale(task) => task.wq.clone().retire(task),
+        },
+    }
+}
+
+fn run_job(pool: &Arc<Pool>, me: &WorkerShared, task: Task) {
+    let Task {
+        payload: Payload::Job(f),
+        wq,
+        color,
+        ..
+    } = task
+    else {
+        unreachable!("run_job takes jobs")
+    };
+    let cpu_intensive = wq.flags.cpu_intensive;
+    me.cur_wq.store(wq.id, Relaxed);
+    current::set_running(Running { wq, work: None });
+    if cpu_intensive {
+        me.blocked.store(true, Relaxed);
+        pool.enter_blocking();
+    }
+    let r = catch_unwind(AssertUnwindSafe(f));
+    if cpu_intensive {
+        pool.exit_blocking();
+        me.blocked.store(false, Relaxed);
+    }
+    let Running { wq, .. } = current::take_running().expect("worker context lost");
+    me.cur_wq.store(0, Relaxed);
+    if let Err(p) = r {
+        pool.cfg.report_panic("<job>", wq.name(), p);
+    }
+    wq.retire_parts(color, true);
+}
+
+/// Runs a started work item, then any parked instance handed over by `end`.
+fn run_work(pool: &Arc<Pool>, me: &WorkerShared, mut task: Task) {
+    loop {
+        let Task {
+            payload: Payload::Work { item, seq },
+            wq,
+            color,
+            ..
+        } = task
+        else {
+            unreachable!("run_work takes work items")
+        };
+        let cpu_intensive = wq.flags.cpu_intensive;
+        me.cur_wq.store(wq.id, Relaxed);
+        *me.cur_work.lock() = Some(item.clone());
+        current::set_running(Running {
+            wq,
+            work: Some(item.clone()),
+        });
+        if cpu_intensive {
+            me.blocked.store(true, Relaxed);
+            pool.enter_blocking();
+        }
+        let r = item.execute();
+        if cpu_intensive {
+            pool.exit_blocking();
+            me.blocked.store(false, Relaxed);
+        }
+        let Running { wq, .. } = current::take_running().expect("worker context lost");
+        me.cur_wq.store(0, Relaxed);
+        *me.cur_work.lock() = None;
+        if let Err(p) = r {
+            pool.cfg.report_panic(item.name(), wq.name(), p);
+        }
+        let after = item.end(seq, pool.id);
+        wq.retire_parts(color, true);
+        match after {
+            AfterRun::Idle => return,
+            AfterRun::RunNext(next) => task = next,
+            AfterRun::Requeue(next) => {
+                let p = next.wq.pool.clone();
+                p.push(next);
+                return;
+            }
+        }
+    }
+}

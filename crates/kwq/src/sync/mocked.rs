@@ -1,0 +1,152 @@
+//! Facade over loom (`--cfg kwq_loom`): same names as `std.rs`.
+
+pub(crate) use loom::sync::Arc;
+
+pub(crate) mod atomic {
+    pub(crate) use loom::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
+}
+
+pub(crate) mod thread {
+    pub(crate) use loom::thread::{yield_now, Builder};
+    pub(crate) use std::thread::panicking;
+    pub(crate) fn sleep(_d: std::time::Duration) {
+        loom::thread::yield_now()
+    }
+}
+
+pub(crate) use loom::thread_local;
+
+pub(crate) mod hint {
+    pub(crate) use loom::hint::spin_loop;
+}
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+/// Weak is not modelled by loom; kwq only uses it for diagnostics
+/// registries, which loom tests do not exercise.
+#[derive(Debug)]
+pub(crate) struct Weak<T>(Option<Arc<T>>);
+
+impl<T> Weak<T> {
+    pub(crate) fn upgrade(&self) -> Option<Arc<T>> {
+        self.0.clone()
+    }
+}
+
+pub(crate) fn downgrade<T>(a: &Arc<T>) -> Weak<T> {
+    Weak(Some(a.clone()))
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Mutex<T>(loom::sync::Mutex<T>);
+
+pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
+
+impl<T> Mutex<T> {
+    pub(crate) fn new(t: T) -> Self {
+        Mutex(loom::sync::Mutex::new(t))
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+        self.0.lock().unwrap()
+    }
+
+    pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+        self.0.try_lock().ok()
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Condvar(loom::sync::Condvar);
+
+impl Condvar {
+    pub(crate) fn new() -> Self {
+        Condvar(loom::sync::Condvar::new())
+    }
+
+    pub(crate) fn wait<'a, T>(&self, g: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        self.0.wait(g).unwrap()
+    }
+
+    pub(crate) fn wait_timeout<'a, T>(
+        &self,
+        g: MutexGuard<'a, T>,
+        _d: Duration,
+    ) -> MutexGuard<'a, T> {
+        // loom has no time: a timed wait is an untimed one.
+        self.0.wait(g).unwrap()
+    }
+
+    pub(crate) fn notify_one(&self) {
+        self.0.notify_one()
+    }
+
+    pub(crate) fn notify_all(&self) {
+        self.0.notify_all()
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Parker(Arc<(loom::sync::Mutex<bool>, loom::sync::Condvar)>);
+
+#[derive(Debug, Clone)]
+pub(crate) struct Unparker(Arc<(loom::sync::Mutex<bool>, loom::sync::Condvar)>);
+
+impl Parker {
+    pub(crate) fn new() -> Self {
+        Parker(Arc::new((loom::sync::Mutex::new(false), loom::sync::Condvar::new())))
+    }
+
+    pub(crate) fn unparker(&self) -> Unparker {
+        Unparker(self.0.clone())
+    }
+
+    pub(crate) fn park(&self) {
+        let mut g = self.0 .0.lock().unwrap();
+        while !*g {
+            g = self.0 .1.wait(g).unwrap();
+        }
+        *g = false;
+    }
+
+    pub(crate) fn park_timeout(&self, _d: Duration) {
+        self.park()
+    }
+}
+
+impl Unparker {
+    pub(crate) fn unpark(&self) {
+        *self.0 .0.lock().unwrap() = true;
+        self.0 .1.notify_one();
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Fifo<T>(loom::sync::Mutex<VecDeque<T>>);
+
+impl<T> Fifo<T> {
+    pub(crate) fn new() -> Self {
+        Fifo(loom::sync::Mutex::new(VecDeque::new()))
+    }
+
+    pub(crate) fn push(&self, t: T) {
+        self.0.lock().unwrap().push_back(t)
+    }
+
+    pub(crate) fn pop(&self) -> Option<T> {
+        self.0.lock().unwrap().pop_front()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.lock().unwrap().is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+}
+
+pub(crate) use std::sync::OnceLock;
+
+pub(crate) fn raise_thread_priority() {}

@@ -1,0 +1,1 @@
+//! In-crate loom tests (built with `--cfg kwq_loom`).

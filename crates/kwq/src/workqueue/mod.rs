@@ -1,0 +1,446 @@
+//! Workqueues: semantic domains over shared pools.
+//!
+//! A [`Workqueue`] decides *what may run and when*: `max_active` (how many of
+//! its items may execute at once), ordering, flush and drain. *Where* items
+//! run is its pool's business. Workqueues with equal attributes share one
+//! pool of their runtime.
+//!
+//! The per-workqueue accounting (admission for `max_active`, flush colours)
+//! is described in [`active`].
+//!
+//! # Shutdown
+//!
+//! Dropping a `Workqueue` *drains* it (kernel `destroy_workqueue`): it waits
+//! until every queued item — including items its own items queue meanwhile —
+//! has run, refuses queueing from anywhere else, and then marks the queue
+//! destroyed: any later `queue` returns `false` (`try_queue` says why).
+//! Delayed items whose timer fires after that are dropped with a warning;
+//! cancel them first if that matters. Dropping a workqueue from inside one of
+//! its own items cannot wait for itself: it marks the queue destroyed
+//! without draining and prints a warning. Use
+//! [`Workqueue::shutdown_timeout`] to bound the wait and learn what is still
+//! in flight.
+
+pub(crate) mod active;
+
+use crate::current;
+use crate::error::{BuildError, QueueError, Rejected, SetMaxActiveError, Stragglers};
+use crate::pool::policy::{DFL_MAX_ACTIVE, MAX_ACTIVE};
+use crate::pool::{Pool, PoolAttrs};
+use crate::runtime::{Runtime, RuntimeInner};
+use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
+use crate::sync::Arc;
+use crate::task::{Payload, Task};
+use crate::work::{Work, WorkInner};
+use active::{Admission, Colors};
+use std::time::{Duration, Instant};
+
+const DEAD: usize = 1;
+const DRAINING_ONE: usize = 2;
+
+static NEXT_WQ_ID: AtomicUsize = AtomicUsize::new(1);
+
+/// Behaviour flags of a workqueue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct WqFlags {
+    pub(crate) ordered: bool,
+    pub(crate) highpri: bool,
+    pub(crate) unbound: bool,
+    pub(crate) cpu_intensive: bool,
+}
+
+/// The shared part of a workqueue (kernel `workqueue_struct` + its single
+/// `pool_workqueue`).
+pub(crate) struct WqInner {
+    pub(crate) colors: Colors,
+    pub(crate) admission: Admission<Task>,
+    pub(crate) id: u64,
+    name: Box<str>,
+    pub(crate) flags: WqFlags,
+    pub(crate) pool: Arc<Pool>,
+    state: AtomicUsize,
+    pub(crate) rt: Arc<RuntimeInner>,
+    drain_rounds: AtomicU64,
+}
+
+impl WqInner {
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Single-threaded: ordered or `max_active == 1`.
+    pub(crate) fn is_single(&self) -> bool {
+        self.flags.ordered || self.admission.max_active() == 1
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.state.load(Acquire) >= DRAINING_ONE
+    }
+
+    pub(crate) fn is_dead(&self) -> bool {
+        self.state.load(Acquire) & DEAD != 0
+    }
+
+    /// May a new instance be queued from the calling thread?
+    pub(crate) fn check_accepting(&self) -> Result<(), QueueError> {
+        let s = self.state.load(Acquire);
+        if s == 0 {
+            return Ok(());
+        }
+        if s & DEAD != 0 {
+            return Err(QueueError::destroyed(&self.name));
+        }
+        if current::is_running_on(self.id) {
+            Ok(()) // chained queueing from our own item
+        } else {
+            Err(QueueError::draining(&self.name))
+        }
+    }
+
+    /// Pushes a token for pending instance `seq` of `item`.
+    pub(crate) fn enqueue_work(self: &Arc<Self>, item: Arc<WorkInner>, seq: u64) {
+        item.last_wq.store(self.id, Release);
+        let color = self.colors.get();
+        self.pool.push(Task {
+            payload: Payload::Work { item, seq },
+            wq: self.clone(),
+            color,
+            admitted: false,
+        });
+    }
+
+    /// Retires a consumed task: gives back its `max_active` slot (activating
+    /// inactive tasks) and uncounts its flush colour.
+    pub(crate) fn retire(self: Arc<Self>, task: Task) {
+        let (color, admitted) = (task.color, task.admitted);
+        drop(task);
+        self.retire_parts(color, admitted);
+    }
+
+    pub(crate) fn retire_parts(&self, color: u8, admitted: bool) {
+        if admitted {
+            for mut t in self.admission.retire() {
+                t.admitted = true;
+                self.pool.push(t);
+            }
+        }
+        self.colors.put(color);
+    }
+
+    fn flush(&self, what: &str) {
+        current::check_flush_wq(self, what);
+        self.colors.flush(|wait| current::blocking(wait));
+    }
+
+    fn drain(&self, what: &str) {
+        current::check_flush_wq(self, what);
+        self.state.fetch_add(DRAINING_ONE, SeqCst);
+        let mut rounds = 0u64;
+        loop {
+            self.colors.flush(|wait| current::blocking(wait));
+            if self.colors.in_flight() == 0 {
+                break;
+            }
+            rounds += 1;
+            if rounds == 10 || rounds % 100 == 0 {
+                eprintln!(
+                    "kwq: workqueue '{}': {what}() isn't complete after {rounds} flushes \
+                     ({} in flight)",
+                    self.name,
+                    self.colors.in_flight()
+                );
+            }
+        }
+        self.drain_rounds.fetch_add(rounds + 1, Relaxed);
+        self.state.fetch_sub(DRAINING_ONE, SeqCst);
+    }
+}
+
+/// A workqueue (kernel `struct workqueue_struct`).
+///
+/// Built with [`Workqueue::builder`]. Items are queued with
+/// [`queue`](Workqueue::queue) (persistent [`Work`] items),
+/// [`queue_fn`](Workqueue::queue_fn) (one-shot closures) and
+/// [`queue_delayed`](Workqueue::queue_delayed).
+///
+/// See the [module docs](self) (`# Shutdown`) for what dropping it does.
+pub struct Workqueue {
+    pub(crate) inner: Arc<WqInner>,
+}
+
+impl std::fmt::Debug for Workqueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (active, inactive) = self.inner.admission.counts();
+        f.debug_struct("Workqueue")
+            .field("name", &self.inner.name())
+            .field("flags", &self.inner.flags)
+            .field("max_active", &self.inner.admission.max_active())
+            .field("active", &active)
+            .field("inactive", &inactive)
+            .field("in_flight", &self.inner.colors.in_flight())
+            .finish()
+    }
+}
+
+/// Builds a [`Workqueue`] (kernel `alloc_workqueue` flags and `max_active`).
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct WorkqueueBuilder {
+    name: String,
+    max_active: Option<usize>,
+    flags: WqFlags,
+    runtime: Option<Runtime>,
+}
+
+impl WorkqueueBuilder {
+    /// How many items of this queue may execute at once (1..=512; default
+    /// 256, kernel `WQ_DFL_ACTIVE`). Excess items wait in FIFO order on the
+    /// queue's inactive list (WQ-7).
+    pub fn max_active(mut self, n: usize) -> Self {
+        self.max_active = Some(n);
+        self
+    }
+
+    /// One item at a time, in queueing order (kernel
+    /// `alloc_ordered_workqueue`, WQ-8). Implies `max_active(1)` and forbids
+    /// changing it.
+    pub fn ordered(mut self) -> Self {
+        self.flags.ordered = true;
+        self
+    }
+
+    /// Run on the runtime's high-priority pools (kernel `WQ_HIGHPRI`): own
+    /// workers, whose OS scheduling priority is raised where permitted.
+    pub fn highpri(mut self) -> Self {
+        self.flags.highpri = true;
+        self
+    }
+
+    /// Run on an unbound pool (kernel `WQ_UNBOUND`): no concurrency
+    /// management, every pending item (within `max_active`) gets a worker.
+    pub fn unbound(mut self) -> Self {
+        self.flags.unbound = true;
+        self
+    }
+
+    /// Items are CPU hogs (kernel `WQ_CPU_INTENSIVE`): a worker running one
+    /// does not count against the pool's concurrency target, so it does not
+    /// hold back other queues' items.
+    pub fn cpu_intensive(mut self) -> Self {
+        self.flags.cpu_intensive = true;
+        self
+    }
+
+    /// Use the pools of `rt` instead of the global runtime's.
+    pub fn runtime(mut self, rt: &Runtime) -> Self {
+        self.runtime = Some(rt.clone());
+        self
+    }
+
+    /// Creates the workqueue.
+    pub fn build(self) -> Result<Workqueue, BuildError> {
+        if self.name.is_empty() {
+            return Err(BuildError::empty_name());
+        }
+        let max_active = match (self.flags.ordered, self.max_active) {
+            (true, None | Some(1)) => 1,
+            (true, Some(n)) => return Err(BuildError::ordered_max_active(n)),
+            (false, None) => DFL_MAX_ACTIVE,
+            (false, Some(n)) if (1..=MAX_ACTIVE).contains(&n) => n,
+            (false, Some(n)) => return Err(BuildError::max_active(n)),
+        };
+        let rt = self.runtime.unwrap_or_else(|| Runtime::global().clone());
+        let pool = rt.inner.pool(PoolAttrs {
+            highpri: self.flags.highpri,
+            unbound: self.flags.unbound,
+        })?;
+        let inner = Arc::new(WqInner {
+            colors: Colors::new(),
+            admission: Admission::new(max_active),
+            id: NEXT_WQ_ID.fetch_add(1, Relaxed) as u64,
+            name: self.name.into_boxed_str(),
+            flags: self.flags,
+            pool,
+            state: AtomicUsize::new(0),
+            rt: rt.inner.clone(),
+            drain_rounds: AtomicU64::new(0),
+        });
+        rt.inner.register(&inner);
+        Ok(Workqueue { inner })
+    }
+}
+
+impl Workqueue {
+    /// Starts building a workqueue named `name`.
+    pub fn builder(name: impl Into<String>) -> WorkqueueBuilder {
+        WorkqueueBuilder {
+            name: name.into(),
+            max_active: None,
+            flags: WqFlags::default(),
+            runtime: None,
+        }
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    /// Current `max_active`.
+    pub fn max_active(&self) -> usize {
+        self.inner.admission.max_active()
+    }
+
+    /// Items queued and not yet finished (pending, parked or running).
+    pub fn in_flight(&self) -> usize {
+        self.inner.colors.in_flight() as usize
+    }
+
+    /// Queues an instance of `work` (kernel `queue_work`). Returns `false`,
+    /// queueing nothing, if an instance is already pending (WQ-1) or a
+    /// `cancel_sync` of the item is in progress. If the queue refuses work
+    /// (draining, destroyed) it returns `false` and prints a warning; use
+    /// [`try_queue`](Workqueue::try_queue) to handle that case.
+    ///
+    /// Queueing a running item is allowed: it runs once more, after the
+    /// current run ends, never concurrently (WQ-2). One item may be queued on
+    /// several workqueues; it still never runs concurrently with itself (WQ-3).
+    pub fn queue(&self, work: &Work) -> bool {
+        match self.try_queue(work) {
+            Ok(queued) => queued,
+            Err(e) => {
+                eprintln!("kwq: work item '{}' not queued: {e}", work.name());
+                false
+            }
+        }
+    }
+
+    /// Like [`queue`](Workqueue::queue), but reports a refusing queue as an
+    /// error. `Ok(false)` means "already pending".
+    pub fn try_queue(&self, work: &Work) -> Result<bool, QueueError> {
+        self.inner.check_accepting()?;
+        match work.inner.state.transition_to_pending() {
+            crate::work::state::TransitionToPending::Queued { seq } => {
+                self.inner.enqueue_work(work.inner.clone(), seq);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Queues a one-shot closure. Returns `false` (dropping the closure, with
+    /// a warning on stderr) if the queue refuses work; see
+    /// [`try_queue_fn`](Workqueue::try_queue_fn).
+    pub fn queue_fn<F>(&self, f: F) -> bool
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        match self.try_queue_fn(f) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("kwq: job not queued: {}", e.error());
+                false
+            }
+        }
+    }
+
+    /// Queues a one-shot closure, handing it back if the queue refuses work.
+    pub fn try_queue_fn<F>(&self, f: F) -> Result<(), Rejected<F>>
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        if let Err(e) = self.inner.check_accepting() {
+            return Err(Rejected::new(f, e));
+        }
+        let color = self.inner.colors.get();
+        self.inner.pool.push(Task {
+            payload: Payload::Job(Box::new(f)),
+            wq: self.inner.clone(),
+            color,
+            admitted: false,
+        });
+        Ok(())
+    }
+
+    /// Waits until every item queued on this workqueue before the call has
+    /// finished (kernel `flush_workqueue`, WQ-10). Items queued after the
+    /// call — including requeues from running items — do not hold it up.
+    ///
+    /// # Panics
+    ///
+    /// If called from one of this workqueue's own items, which is itself in
+    /// flight and would wait for itself.
+    pub fn flush(&self) {
+        self.inner.flush("Workqueue::flush");
+    }
+
+    /// Waits until the queue is empty (kernel `drain_workqueue`, WQ-11).
+    /// Meanwhile only this queue's own items may queue on it ("chained"
+    /// work); anyone else gets [`QueueError`] (or `false` from `queue`).
+    ///
+    /// # Panics
+    ///
+    /// If called from one of this workqueue's own items.
+    pub fn drain(&self) {
+        self.inner.drain("Workqueue::drain");
+    }
+
+    /// Changes `max_active` (kernel `workqueue_set_max_active`). Raising it
+    /// starts waiting items at once; lowering it never preempts running ones.
+    pub fn set_max_active(&self, n: usize) -> Result<(), SetMaxActiveError> {
+        if self.inner.flags.ordered {
+            return Err(SetMaxActiveError::ordered(self.name()));
+        }
+        if !(1..=MAX_ACTIVE).contains(&n) {
+            return Err(SetMaxActiveError::range(n));
+        }
+        for mut t in self.inner.admission.set_max_active(n) {
+            t.admitted = true;
+            self.inner.pool.push(t);
+        }
+        Ok(())
+    }
+
+    /// Drains the queue like `drop`, but waits at most `timeout`. On timeout
+    /// the queue is destroyed anyway (nothing new may be queued) and the
+    /// error lists what was still in flight; those items still run.
+    pub fn shutdown_timeout(self, timeout: Duration) -> Result<(), Stragglers> {
+        let inner = self.inner.clone();
+        inner.state.fetch_add(DRAINING_ONE, SeqCst);
+        let deadline = Instant::now() + timeout;
+        let mut result = Ok(());
+        while inner.colors.in_flight() != 0 {
+            if Instant::now() >= deadline {
+                result = Err(Stragglers::new(
+                    inner.name(),
+                    inner.colors.in_flight() as usize,
+                    inner.rt.running_on(inner.id),
+                ));
+                break;
+            }
+            current::blocking(|| crate::sync::thread::sleep(Duration::from_millis(1)));
+        }
+        inner.state.fetch_or(DEAD, SeqCst);
+        inner.state.fetch_sub(DRAINING_ONE, SeqCst);
+        result
+    }
+
+}
+
+impl Drop for Workqueue {
+    fn drop(&mut self) {
+        if self.inner.is_dead() {
+            return;
+        }
+        if current::is_running_on(self.inner.id) {
+            eprintln!(
+                "kwq: workqueue '{}' dropped from one of its own items: destroyed without \
+                 draining (it cannot wait for itself)",
+                self.inner.name()
+            );
+        } else if !crate::sync::thread::panicking() {
+            self.inner.drain("Workqueue::drop");
+        }
+        self.inner.state.fetch_or(DEAD, SeqCst);
+    }
+}
