@@ -106,6 +106,8 @@ mod error;
 #[cfg(not(kwq_loom))]
 pub mod pool;
 #[cfg(not(kwq_loom))]
+pub mod ordered;
+#[cfg(not(kwq_loom))]
 mod runtime;
 #[cfg(not(kwq_loom))]
 mod task;

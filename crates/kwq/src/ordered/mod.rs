@@ -1,0 +1,1 @@
+//! Btrfs-style ordered work (issue 3; being written).
