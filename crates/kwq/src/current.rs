@@ -64,7 +64,11 @@ pub(crate) fn set_running(r: Running) {
 
 /// Clears what the worker executes; returns it.
 pub(crate) fn take_running() -> Option<Running> {
-    CTX.with(|c| c.borrow().as_ref().and_then(|ctx| ctx.running.borrow_mut().take()))
+    CTX.with(|c| {
+        c.borrow()
+            .as_ref()
+            .and_then(|ctx| ctx.running.borrow_mut().take())
+    })
 }
 
 /// Runs `f`, which may block, without holding back the worker pool.

@@ -25,7 +25,7 @@ use crate::sync::atomic::{AtomicU64, Ordering::*};
 use crate::sync::{Arc, Condvar, Mutex};
 use crate::work::state::TransitionToPending;
 use crate::work::{Work, WorkInner};
-use crate::workqueue::{WqInner, Workqueue};
+use crate::workqueue::{Workqueue, WqInner};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::{Duration, Instant};

@@ -57,13 +57,19 @@ impl fmt::Display for BuildError {
                 crate::pool::policy::MAX_ACTIVE
             ),
             BuildErrorKind::OrderedMaxActive(n) => {
-                write!(f, "an ordered workqueue runs one item at a time; max_active({n}) contradicts it")
+                write!(
+                    f,
+                    "an ordered workqueue runs one item at a time; max_active({n}) contradicts it"
+                )
             }
             BuildErrorKind::Concurrency(n) => {
                 write!(f, "concurrency must be at least 1, got {n}")
             }
             BuildErrorKind::MaxWorkers(n) => {
-                write!(f, "max_workers must be at least 2 (one running, one in reserve), got {n}")
+                write!(
+                    f,
+                    "max_workers must be at least 2 (one running, one in reserve), got {n}"
+                )
             }
         }
     }
@@ -144,7 +150,9 @@ impl<F> Rejected<F> {
 
 impl<F> fmt::Debug for Rejected<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Rejected").field("error", &self.error).finish()
+        f.debug_struct("Rejected")
+            .field("error", &self.error)
+            .finish()
     }
 }
 

@@ -104,9 +104,9 @@ mod delayed;
 #[cfg(not(kwq_loom))]
 mod error;
 #[cfg(not(kwq_loom))]
-pub mod pool;
-#[cfg(not(kwq_loom))]
 pub mod ordered;
+#[cfg(not(kwq_loom))]
+pub mod pool;
 #[cfg(not(kwq_loom))]
 mod runtime;
 #[cfg(not(kwq_loom))]
@@ -188,7 +188,9 @@ mod system {
     /// not wait for short items and vice versa.
     pub fn system_long() -> &'static Workqueue {
         static Q: OnceLock<Workqueue> = OnceLock::new();
-        make(&Q, || Workqueue::builder("events_long").build().expect("valid"))
+        make(&Q, || {
+            Workqueue::builder("events_long").build().expect("valid")
+        })
     }
 }
 

@@ -365,7 +365,9 @@ impl Runtime {
                 wq.colors.in_flight(),
                 if wq.is_draining() { " [draining]" } else { "" }
             );
-            let waiting = wq.admission.describe_inactive(8, crate::task::Task::describe);
+            let waiting = wq
+                .admission
+                .describe_inactive(8, crate::task::Task::describe);
             if !waiting.is_empty() {
                 let _ = writeln!(out, "  inactive: {}", waiting.join(", "));
             }

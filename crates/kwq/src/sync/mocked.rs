@@ -95,7 +95,10 @@ pub(crate) struct Unparker(Arc<(loom::sync::Mutex<bool>, loom::sync::Condvar)>);
 
 impl Parker {
     pub(crate) fn new() -> Self {
-        Parker(Arc::new((loom::sync::Mutex::new(false), loom::sync::Condvar::new())))
+        Parker(Arc::new((
+            loom::sync::Mutex::new(false),
+            loom::sync::Condvar::new(),
+        )))
     }
 
     pub(crate) fn unparker(&self) -> Unparker {

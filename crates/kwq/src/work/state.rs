@@ -168,10 +168,7 @@ pub(crate) enum TransitionToCanceled {
     /// A pending instance was removed; `was_parked` says whether its token is
     /// in the slot (the caller must take it out). `done` is set when no run
     /// is in progress, so waiters on the cancelled instance can be released.
-    Canceled {
-        was_parked: bool,
-        done: Option<u64>,
-    },
+    Canceled { was_parked: bool, done: Option<u64> },
     /// Nothing was pending.
     NotPending,
 }
@@ -223,10 +220,7 @@ impl State {
                 return (None, None);
             }
             let n = s.bump().with(PENDING_W, PARKED_W);
-            (
-                Some(n),
-                Some((n.seq(), s.is_pending(), s.is_parked())),
-            )
+            (Some(n), Some((n.seq(), s.is_pending(), s.is_parked())))
         })
     }
 
@@ -329,11 +323,20 @@ mod tests {
     #[test]
     fn queue_twice_is_coalesced() {
         let s = State::new();
-        assert_eq!(s.transition_to_pending(), TransitionToPending::Queued { seq: 1 });
-        assert_eq!(s.transition_to_pending(), TransitionToPending::AlreadyPending);
+        assert_eq!(
+            s.transition_to_pending(),
+            TransitionToPending::Queued { seq: 1 }
+        );
+        assert_eq!(
+            s.transition_to_pending(),
+            TransitionToPending::AlreadyPending
+        );
         assert_eq!(s.transition_to_running(1), TransitionToRunning::Run);
         // requeue while running: a new instance
-        assert_eq!(s.transition_to_pending(), TransitionToPending::Queued { seq: 2 });
+        assert_eq!(
+            s.transition_to_pending(),
+            TransitionToPending::Queued { seq: 2 }
+        );
         assert_eq!(s.transition_to_running(2), TransitionToRunning::Busy);
         assert_eq!(s.transition_to_parked(2), TransitionToParked::Parked);
         assert_eq!(s.transition_to_idle(1), TransitionToIdle::Parked);
@@ -359,7 +362,10 @@ mod tests {
         assert_eq!(s.transition_to_running(seq), TransitionToRunning::Stale);
         assert_eq!(s.transition_to_canceled(), TransitionToCanceled::NotPending);
         // requeue after cancel gets a new seq; the old token stays stale
-        assert_eq!(s.transition_to_pending(), TransitionToPending::Queued { seq: seq + 1 });
+        assert_eq!(
+            s.transition_to_pending(),
+            TransitionToPending::Queued { seq: seq + 1 }
+        );
         assert_eq!(s.transition_to_running(seq), TransitionToRunning::Stale);
         assert_eq!(s.transition_to_running(seq + 1), TransitionToRunning::Run);
     }
@@ -371,7 +377,10 @@ mod tests {
         assert!(!s.try_set_canceling());
         assert_eq!(s.transition_to_pending(), TransitionToPending::Canceling);
         s.clear_canceling();
-        assert!(matches!(s.transition_to_pending(), TransitionToPending::Queued { .. }));
+        assert!(matches!(
+            s.transition_to_pending(),
+            TransitionToPending::Queued { .. }
+        ));
     }
 
     #[test]

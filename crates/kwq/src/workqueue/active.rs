@@ -113,7 +113,10 @@ impl<T> Admission<T> {
             if inactive(cur) != 0 || admitted(cur) >= max {
                 return false;
             }
-            match self.word.compare_exchange_weak(cur, cur + 1, AcqRel, Acquire) {
+            match self
+                .word
+                .compare_exchange_weak(cur, cur + 1, AcqRel, Acquire)
+            {
                 Ok(_) => return true,
                 Err(w) => cur = w,
             }
@@ -255,6 +258,12 @@ impl Colors {
     fn notify(&self) {
         let _g = self.drained.0.lock();
         self.drained.1.notify_all();
+    }
+
+    /// Has any flush flipped the colour since creation? (Tests only.)
+    #[cfg(kwq_loom)]
+    pub(crate) fn flipped(&self) -> bool {
+        self.hint.load(SeqCst) == 1
     }
 
     /// Tasks counted and not yet retired, both colours.

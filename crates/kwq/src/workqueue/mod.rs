@@ -424,7 +424,6 @@ impl Workqueue {
         inner.state.fetch_sub(DRAINING_ONE, SeqCst);
         result
     }
-
 }
 
 impl Drop for Workqueue {

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The project's test command (see README): formatting, lints, every test
+# suite of the workspace, and the loom models of the lock-free cores.
+# Runnable locally exactly as CI runs it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+
+echo "== fmt"
+cargo fmt --all -- --check
+
+echo "== clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== no std::sync / std::thread outside the sync facade"
+if grep -rnE 'std::sync::(Mutex|Condvar|RwLock|atomic)|std::thread::spawn' crates/kwq/src \
+    | grep -v '^crates/kwq/src/sync/' | grep -v '^crates/kwq/src/tests/'; then
+    echo "error: use crate::sync instead (loom cannot see std primitives)" >&2
+    exit 1
+fi
+
+echo "== tests"
+cargo test --workspace
+
+echo "== loom"
+bash ci/loom.sh
