@@ -14,6 +14,7 @@ use crate::sync::{thread_local, Arc};
 use crate::work::WorkInner;
 use crate::workqueue::WqInner;
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 /// What a worker is executing.
 pub(crate) struct Running {
@@ -21,26 +22,49 @@ pub(crate) struct Running {
     pub(crate) work: Option<Arc<WorkInner>>,
 }
 
+/// A worker thread's context. The worker holds an `Rc` to it and updates
+/// `running` directly (no thread-local lookup on the hot path); everyone
+/// else reaches it through the thread-local.
 pub(crate) struct WorkerCtx {
     pub(crate) pool: Arc<Pool>,
-    pub(crate) running: RefCell<Option<Running>>,
+    running: Cell<Option<Running>>,
     /// Nesting depth of `blocking` (only the outermost level counts).
     blocking: Cell<u32>,
 }
 
+impl WorkerCtx {
+    /// Records what the worker is about to execute.
+    pub(crate) fn set_running(&self, r: Running) {
+        self.running.set(Some(r));
+    }
+
+    /// Clears what the worker executes; returns it.
+    pub(crate) fn take_running(&self) -> Option<Running> {
+        self.running.take()
+    }
+
+    /// Looks at what the worker executes.
+    fn peek<R>(&self, f: impl FnOnce(Option<&Running>) -> R) -> R {
+        let r = self.running.take();
+        let out = f(r.as_ref());
+        self.running.set(r);
+        out
+    }
+}
+
 thread_local! {
-    static CTX: RefCell<Option<WorkerCtx>> = const { RefCell::new(None) };
+    static CTX: RefCell<Option<Rc<WorkerCtx>>> = const { RefCell::new(None) };
 }
 
 /// Installs the worker context of the calling (worker) thread.
-pub(crate) fn install(pool: Arc<Pool>) {
-    CTX.with(|c| {
-        *c.borrow_mut() = Some(WorkerCtx {
-            pool,
-            running: RefCell::new(None),
-            blocking: Cell::new(0),
-        })
+pub(crate) fn install(pool: Arc<Pool>) -> Rc<WorkerCtx> {
+    let ctx = Rc::new(WorkerCtx {
+        pool,
+        running: Cell::new(None),
+        blocking: Cell::new(0),
     });
+    CTX.with(|c| *c.borrow_mut() = Some(ctx.clone()));
+    ctx
 }
 
 /// Removes the worker context (worker exit).
@@ -49,26 +73,8 @@ pub(crate) fn uninstall() {
 }
 
 /// Runs `f` with the worker context, if the calling thread is a worker.
-pub(crate) fn with<R>(f: impl FnOnce(Option<&WorkerCtx>) -> R) -> R {
-    CTX.with(|c| f(c.borrow().as_ref()))
-}
-
-/// Records what the worker is about to execute.
-pub(crate) fn set_running(r: Running) {
-    CTX.with(|c| {
-        if let Some(ctx) = c.borrow().as_ref() {
-            *ctx.running.borrow_mut() = Some(r);
-        }
-    })
-}
-
-/// Clears what the worker executes; returns it.
-pub(crate) fn take_running() -> Option<Running> {
-    CTX.with(|c| {
-        c.borrow()
-            .as_ref()
-            .and_then(|ctx| ctx.running.borrow_mut().take())
-    })
+fn with<R>(f: impl FnOnce(Option<&WorkerCtx>) -> R) -> R {
+    CTX.with(|c| f(c.borrow().as_deref()))
 }
 
 /// Runs `f`, which may block, without holding back the worker pool.
@@ -110,7 +116,7 @@ pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
         let ctx = c.as_ref()?;
         let depth = ctx.blocking.get();
         ctx.blocking.set(depth + 1);
-        if depth == 0 && ctx.running.borrow().is_some() {
+        if depth == 0 && ctx.peek(|r| r.is_some()) {
             Some(ctx.pool.clone())
         } else {
             // Nested, or not executing an item: only count the depth.
@@ -128,16 +134,16 @@ pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
 /// Id and name of the workqueue whose item the calling thread executes.
 fn running_wq() -> Option<(u64, String, bool, Option<String>, usize)> {
     with(|ctx| {
-        let ctx = ctx?;
-        let r = ctx.running.borrow();
-        let r = r.as_ref()?;
-        Some((
-            r.wq.id,
-            r.wq.name().to_string(),
-            r.wq.is_single(),
-            r.work.as_ref().map(|w| w.name().to_string()),
-            r.work.as_ref().map(WorkInner::id).unwrap_or(0),
-        ))
+        ctx?.peek(|r| {
+            let r = r?;
+            Some((
+                r.wq.id,
+                r.wq.name().to_string(),
+                r.wq.is_single(),
+                r.work.as_ref().map(|w| w.name().to_string()),
+                r.work.as_ref().map(WorkInner::id).unwrap_or(0),
+            ))
+        })
     })
 }
 

@@ -12,7 +12,7 @@
 //! ```
 
 use super::{policy, Pool, WorkerShared};
-use crate::current::{self, Running};
+use crate::current::{self, Running, WorkerCtx};
 use crate::sync::atomic::{fence, Ordering::*};
 use crate::sync::{hint, Arc, Parker};
 use crate::task::{Payload, Task};
@@ -27,7 +27,7 @@ const SPIN_POLLS: u32 = 64;
 const SPIN_POLLS: u32 = 1;
 
 pub(super) fn main(pool: Arc<Pool>, me: Arc<WorkerShared>, parker: Parker) {
-    current::install(pool.clone());
+    let ctx = current::install(pool.clone());
     if pool.attrs.highpri {
         crate::sync::raise_thread_priority();
     }
@@ -37,7 +37,7 @@ pub(super) fn main(pool: Arc<Pool>, me: Arc<WorkerShared>, parker: Parker) {
         if pool.nr_idle.load(Relaxed) == 0 {
             pool.manage();
         }
-        run_until_idle(&pool, &me);
+        run_until_idle(&pool, &me, &ctx);
         go_idle(&pool, &me);
     }
     me.exited.store(true, Release);
@@ -45,14 +45,16 @@ pub(super) fn main(pool: Arc<Pool>, me: Arc<WorkerShared>, parker: Parker) {
 }
 
 /// Processes tasks while the pool wants this worker running.
-fn run_until_idle(pool: &Arc<Pool>, me: &WorkerShared) {
+fn run_until_idle(pool: &Arc<Pool>, me: &WorkerShared, ctx: &WorkerCtx) {
     let mut polls = 0;
     loop {
         match pool.worklist.pop() {
             Some(task) => {
                 polls = 0;
-                me.executed.fetch_add(1, Relaxed);
-                process(pool, me, task);
+                // Only this worker writes `executed`: no RMW needed.
+                me.executed
+                    .store(me.executed.load(Relaxed).wrapping_add(1), Relaxed);
+                process(pool, me, ctx, task);
                 // keep_working: leave if more workers run than the target
                 // (a blocked worker came back).
                 if pool.nr_running.load(Relaxed) > pool.concurrency.target() {
@@ -138,7 +140,7 @@ fn admit(task: Task) -> Option<Task> {
             return None;
         }
     }
-    if task.admitted {
+    if task.admitted || !task.wq.enforces_max_active() {
         return Some(task);
     }
     if task.wq.admission.try_admit() {
@@ -157,35 +159,35 @@ fn admit(task: Task) -> Option<Task> {
 }
 
 /// `process_one_work`.
-fn process(pool: &Arc<Pool>, me: &WorkerShared, task: Task) {
+fn process(pool: &Arc<Pool>, me: &WorkerShared, ctx: &WorkerCtx, task: Task) {
     let Some(task) = admit(task) else { return };
     let work = match &task.payload {
         Payload::Work { item, seq } => Some((item.clone(), *seq)),
         Payload::Job(_) => None,
     };
     match work {
-        None => run_job(pool, me, task),
+        None => run_job(pool, me, ctx, task),
         Some((item, seq)) => match item.start(task, seq) {
-            Start::Run(task) => run_work(pool, me, task),
+            Start::Run(task) => run_work(pool, me, ctx, task),
             Start::Parked => {}
             Start::Stale(task) => task.wq.clone().retire(task),
         },
     }
 }
 
-fn run_job(pool: &Arc<Pool>, me: &WorkerShared, task: Task) {
+fn run_job(pool: &Arc<Pool>, me: &WorkerShared, ctx: &WorkerCtx, task: Task) {
     let Task {
         payload: Payload::Job(f),
         wq,
         color,
-        ..
+        admitted,
     } = task
     else {
         unreachable!("run_job takes jobs")
     };
     let cpu_intensive = wq.flags.cpu_intensive;
     me.cur_wq.store(wq.id, Relaxed);
-    current::set_running(Running { wq, work: None });
+    ctx.set_running(Running { wq, work: None });
     if cpu_intensive {
         me.blocked.store(true, Relaxed);
         pool.enter_blocking();
@@ -195,22 +197,22 @@ fn run_job(pool: &Arc<Pool>, me: &WorkerShared, task: Task) {
         pool.exit_blocking();
         me.blocked.store(false, Relaxed);
     }
-    let Running { wq, .. } = current::take_running().expect("worker context lost");
+    let Running { wq, .. } = ctx.take_running().expect("worker context lost");
     me.cur_wq.store(0, Relaxed);
     if let Err(p) = r {
         pool.cfg.report_panic("<job>", wq.name(), p);
     }
-    wq.retire_parts(color, true);
+    wq.retire_parts(color, admitted);
 }
 
 /// Runs a started work item, then any parked instance handed over by `end`.
-fn run_work(pool: &Arc<Pool>, me: &WorkerShared, mut task: Task) {
+fn run_work(pool: &Arc<Pool>, me: &WorkerShared, ctx: &WorkerCtx, mut task: Task) {
     loop {
         let Task {
             payload: Payload::Work { item, seq },
             wq,
             color,
-            ..
+            admitted,
         } = task
         else {
             unreachable!("run_work takes work items")
@@ -218,7 +220,7 @@ fn run_work(pool: &Arc<Pool>, me: &WorkerShared, mut task: Task) {
         let cpu_intensive = wq.flags.cpu_intensive;
         me.cur_wq.store(wq.id, Relaxed);
         *me.cur_work.lock() = Some(item.clone());
-        current::set_running(Running {
+        ctx.set_running(Running {
             wq,
             work: Some(item.clone()),
         });
@@ -231,14 +233,14 @@ fn run_work(pool: &Arc<Pool>, me: &WorkerShared, mut task: Task) {
             pool.exit_blocking();
             me.blocked.store(false, Relaxed);
         }
-        let Running { wq, .. } = current::take_running().expect("worker context lost");
+        let Running { wq, .. } = ctx.take_running().expect("worker context lost");
         me.cur_wq.store(0, Relaxed);
         *me.cur_work.lock() = None;
         if let Err(p) = r {
             pool.cfg.report_panic(item.name(), wq.name(), p);
         }
         let after = item.end(seq, pool.id);
-        wq.retire_parts(color, true);
+        wq.retire_parts(color, admitted);
         match after {
             AfterRun::Idle => return,
             AfterRun::RunNext(next) => task = next,

@@ -68,6 +68,14 @@ impl WqInner {
         &self.name
     }
 
+    /// Can `max_active` bind? Not when it is at least the pool's worker cap:
+    /// then no more than `max_active` items can execute anyway, and workers
+    /// skip the admission word entirely (tasks run without a slot, and
+    /// retire none).
+    pub(crate) fn enforces_max_active(&self) -> bool {
+        self.admission.max_active() < self.pool.cfg.max_workers || self.admission.counts() != (0, 0)
+    }
+
     /// Single-threaded: ordered or `max_active == 1`.
     pub(crate) fn is_single(&self) -> bool {
         self.flags.ordered || self.admission.max_active() == 1

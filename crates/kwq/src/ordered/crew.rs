@@ -1,0 +1,346 @@
+//! Runners: the persistent kwq [`Work`] items that execute parallel stages.
+//!
+//! An ordered queue owns no threads. It owns `limit` *runner* work items on
+//! a private kwq [`Workqueue`] (so they run on the runtime's shared pool);
+//! a runner loops claiming batches from the [`Ring`] until nothing is left,
+//! then goes idle. Queueing a ring item therefore costs a slot write and a
+//! few atomics; a kwq queueing happens only when an idle runner must wake.
+//!
+//! # Fields and who may touch them
+//!
+//! * `idle` — A: bit `i` set ⇔ runner `i` is idle (not queued, not
+//!   running its loop). Cleared by whoever wakes it (and then queues it),
+//!   set by the runner itself when it leaves its loop.
+//! * `current_active` — A: how many runners may be woken (`1..=limit`);
+//!   changed only by the threshold hook (under the thresh lock), mirrored
+//!   into the workqueue's `max_active` (BT-5).
+//! * `runners`, `limit`, `wq` — I.
+//!
+//! # Protocol: idle handshake (no stranded item)
+//!
+//! ```text
+//!   producer                              runner i leaving its loop
+//!   --------                              -------------------------
+//!   store QUEUED(t)        (SeqCst)       idle.fetch_or(bit i)          (SeqCst)
+//!   m = idle.load()        (SeqCst)       if ring.has_claimable()       (SeqCst)
+//!   if an idle runner is wanted:              if idle.fetch_and(!bit i) had bit i:
+//!       clear its bit, queue its Work              continue the loop
+//!                                             (else somebody queued us: we run again)
+//! ```
+//!
+//! Either the producer sees runner `i` idle (and wakes one if no runner is
+//! active), or runner `i`'s re-check sees the item. A producer that sees an
+//! active runner and a short backlog does not wake another: the active one
+//! re-checks before it leaves.
+
+use super::ring::Ring;
+use super::thresh::Thresh;
+use crate::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering::*};
+use crate::sync::{hint, thread, thread_local, Arc, Condvar, Mutex, Weak};
+use crate::{Work, Workqueue};
+use std::cell::Cell;
+
+/// Runners per queue at most (one bit each in `idle`).
+pub(crate) const MAX_RUNNERS: usize = 64;
+
+/// Empty polls a runner makes before it goes idle.
+const SPIN_POLLS: u32 = 48;
+
+/// Wake another runner when the unclaimed backlog exceeds this many items
+/// per active runner.
+const WAKE_BACKLOG: u64 = 64;
+
+/// The stages a crew runs; implemented by the ordered queue and by the
+/// iterator front end.
+pub(crate) trait Stages: Send + Sync + Sized + 'static {
+    /// What a producer stores in a slot.
+    type Job: Send + 'static;
+    /// What the parallel stage leaves in the slot for the ordered stage.
+    type Done: Send + 'static;
+    /// How many items one claim may take.
+    fn max_claim(&self, crew: &Crew<Self>) -> u64;
+    /// The parallel stage (`func`). Must not unwind.
+    fn func(&self, seq: u64, job: Self::Job) -> Self::Done;
+    /// Called after a runner completed a batch (DONE stored and fenced).
+    fn after_batch(&self, crew: &Crew<Self>);
+}
+
+/// Threads blocked until some ring condition holds (room for a producer,
+/// a flush target, a DONE head for a consumer).
+#[derive(Debug, Default)]
+pub(crate) struct Waiters {
+    count: AtomicUsize,
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+impl Waiters {
+    /// Wakes every waiter after a state change (the change must be stored
+    /// before the call).
+    pub(crate) fn notify(&self) {
+        fence(SeqCst);
+        if self.count.load(Relaxed) != 0 {
+            let _g = self.lock.lock();
+            self.cv.notify_all();
+        }
+    }
+
+    /// Returns once `cond()` holds. Spins briefly, then sleeps inside
+    /// [`crate::blocking`], so a worker waiting here does not hold back its
+    /// pool.
+    pub(crate) fn wait_until(&self, cond: impl Fn() -> bool) {
+        for i in 0..64 {
+            if cond() {
+                return;
+            }
+            if i < 32 {
+                hint::spin_loop();
+            } else {
+                thread::yield_now();
+            }
+        }
+        self.count.fetch_add(1, SeqCst);
+        fence(SeqCst);
+        crate::blocking(|| {
+            let mut g = self.lock.lock();
+            while !cond() {
+                g = self.cv.wait(g);
+            }
+        });
+        self.count.fetch_sub(1, SeqCst);
+    }
+}
+
+thread_local! {
+    /// Id of the crew whose stage the calling thread is executing (0: none).
+    static IN_STAGE: Cell<u64> = const { Cell::new(0) };
+}
+
+static NEXT_CREW_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Is the calling thread executing a stage of crew `id`?
+pub(crate) fn inside(id: u64) -> bool {
+    IN_STAGE.with(|c| c.get() == id)
+}
+
+struct StageGuard(u64);
+impl StageGuard {
+    fn enter(id: u64) -> StageGuard {
+        StageGuard(IN_STAGE.with(|c| c.replace(id)))
+    }
+}
+impl Drop for StageGuard {
+    fn drop(&mut self) {
+        IN_STAGE.with(|c| c.set(self.0));
+    }
+}
+
+/// A ring plus the runners that work it.
+pub(crate) struct Crew<S: Stages> {
+    pub(crate) ring: Ring<S::Job, S::Done>,
+    pub(crate) stages: S,
+    pub(crate) id: u64,
+    pub(crate) waiters: Waiters,
+    idle: AtomicU64,
+    current_active: AtomicUsize,
+    limit: usize,
+    thresh: Option<Thresh>,
+    pub(crate) wq: Workqueue,
+    runners: Box<[Work]>,
+}
+
+impl<S: Stages> std::fmt::Debug for Crew<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+fn low_bits(n: usize) -> u64 {
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << n) - 1
+    }
+}
+
+impl<S: Stages> Crew<S> {
+    /// Builds a crew of `limit` runners on `wq`, with a ring of `cap`
+    /// slots. With `thresh`, `current_active` starts at 1 and follows the
+    /// backlog; without, it is `limit`.
+    pub(crate) fn new(
+        wq: Workqueue,
+        cap: usize,
+        limit: usize,
+        thresh: Option<Thresh>,
+        stages: S,
+    ) -> Arc<Crew<S>> {
+        debug_assert!((1..=MAX_RUNNERS).contains(&limit));
+        let current = if thresh.is_some() { 1 } else { limit };
+        if wq.max_active() != current {
+            wq.set_max_active(current)
+                .expect("max_active within the workqueue range");
+        }
+        Arc::new_cyclic(|weak: &Weak<Crew<S>>| {
+            let runners = (0..limit)
+                .map(|i| {
+                    let w = weak.clone();
+                    Work::new(format!("{}/runner{i}", wq.name()), move || {
+                        if let Some(crew) = w.upgrade() {
+                            crew.run(i);
+                        }
+                    })
+                })
+                .collect();
+            Crew {
+                ring: Ring::new(cap),
+                stages,
+                id: NEXT_CREW_ID.fetch_add(1, Relaxed),
+                waiters: Waiters::default(),
+                idle: AtomicU64::new(low_bits(limit)),
+                current_active: AtomicUsize::new(current),
+                limit,
+                thresh,
+                wq,
+                runners,
+            }
+        })
+    }
+
+    pub(crate) fn current_active(&self) -> usize {
+        self.current_active.load(Relaxed)
+    }
+
+    pub(crate) fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Producer side of the idle handshake, after storing `QUEUED(seq)`.
+    #[inline]
+    pub(crate) fn kick(&self, seq: u64) {
+        let idle = self.idle.load(SeqCst);
+        if idle == 0 {
+            return;
+        }
+        let cur = self.current_active.load(Relaxed);
+        let idle_wanted = idle & low_bits(cur);
+        if idle_wanted == 0 {
+            return;
+        }
+        let active = cur as u64 - u64::from(idle_wanted.count_ones());
+        if active > 0 {
+            let backlog = (seq + 1).saturating_sub(self.ring.claimed());
+            if backlog <= WAKE_BACKLOG * active {
+                return;
+            }
+        }
+        self.wake_one(idle_wanted);
+    }
+
+    /// Wakes an idle runner if parallel work is waiting (a drain owner
+    /// calls this before running ordered stages that may block).
+    pub(crate) fn help_wanted(&self) {
+        let idle = self.idle.load(SeqCst) & low_bits(self.current_active.load(Relaxed));
+        if idle != 0 && self.ring.has_claimable() {
+            self.wake_one(idle);
+        }
+    }
+
+    fn wake_one(&self, candidates: u64) {
+        let i = candidates.trailing_zeros() as usize;
+        let bit = 1u64 << i;
+        if self.idle.fetch_and(!bit, SeqCst) & bit != 0 {
+            self.wq.queue(&self.runners[i]);
+        }
+    }
+
+    /// The runner loop (body of runner `me`'s work function).
+    fn run(&self, me: usize) {
+        let _stage = StageGuard::enter(self.id);
+        let bit = 1u64 << me;
+        let mut polls = 0u32;
+        loop {
+            let max = self.stages.max_claim(self);
+            if let Some(claim) = self.ring.claim(max) {
+                polls = 0;
+                self.exec_hook();
+                for ticket in claim {
+                    let job = self.ring.take_job(&ticket);
+                    let done = self.stages.func(ticket.seq(), job);
+                    self.ring.complete(ticket, done);
+                }
+                self.ring.after_complete();
+                self.stages.after_batch(self);
+                continue;
+            }
+            polls += 1;
+            if polls <= SPIN_POLLS {
+                if polls < 16 {
+                    for _ in 0..(1u32 << polls.min(6)) {
+                        hint::spin_loop();
+                    }
+                } else {
+                    thread::yield_now();
+                }
+                continue;
+            }
+            // Leave, unless an item slipped in (see the handshake above).
+            self.idle.fetch_or(bit, SeqCst);
+            if !self.ring.has_claimable() {
+                return;
+            }
+            if self.idle.fetch_and(!bit, SeqCst) & bit == 0 {
+                return; // already woken: our Work is queued again
+            }
+            polls = 0;
+        }
+    }
+
+    /// Btrfs `thresh_exec_hook`, evaluated once per claimed batch.
+    fn exec_hook(&self) {
+        let Some(th) = &self.thresh else { return };
+        let pending = self.ring.tail().saturating_sub(self.ring.claimed());
+        th.exec_hook(pending, &self.current_active, |n| {
+            self.wq
+                .set_max_active(n)
+                .expect("thresholded max_active stays within 1..=limit");
+        });
+    }
+
+    /// Is the backlog above twice the threshold (Btrfs
+    /// `btrfs_workqueue_normal_congested`)?
+    pub(crate) fn congested(&self) -> bool {
+        match &self.thresh {
+            Some(th) => th.congested(self.ring.tail().saturating_sub(self.ring.claimed())),
+            None => false,
+        }
+    }
+
+    /// Waits until every runner has left its loop (used on drop).
+    pub(crate) fn quiesce(&self) {
+        self.wq.flush();
+    }
+
+    /// One-paragraph state, for dumps and watchdogs.
+    pub(crate) fn describe(&self) -> String {
+        let r = &self.ring;
+        let head = r.head();
+        let s = r.stamp(head);
+        format!(
+            "ordered '{}': tail={} claimed={} head={} (slot {}: {} #{}) released={} \
+             capacity={} runners idle={:#x} active={}/{} waiters={}",
+            self.wq.name(),
+            r.tail(),
+            r.claimed(),
+            head,
+            head % r.capacity(),
+            s.phase,
+            s.seq,
+            r.released(),
+            r.capacity(),
+            self.idle.load(Relaxed),
+            self.current_active(),
+            self.limit,
+            self.waiters.count.load(Relaxed),
+        )
+    }
+}

@@ -1,0 +1,423 @@
+//! The iterator front end: an ordered parallel map with bounded memory.
+//!
+//! ```text
+//!   calling thread                          runners (kwq workers)
+//!   --------------                          ---------------------
+//!   pull up to `batch` inputs ─▶ ring slot ─▶ claim slot, map every input ─▶ DONE
+//!   pop DONE head slot ◀──────────────────────────────────────────────────────┘
+//!   yield its outputs in order
+//! ```
+//!
+//! The same [`Ring`](super::ring::Ring) as the ordered queue, in *consumer*
+//! mode: each slot holds a batch of inputs, then the batch of outputs; the
+//! calling thread is the only producer and the only consumer, so the
+//! ordered stage is simply "the caller's loop". While the head batch is not
+//! DONE and some batch is unclaimed, the caller maps it itself instead of
+//! sleeping.
+//!
+//! *Bounded memory*: at most `max_in_flight` inputs/outputs exist between
+//! pulling and yielding (`slots × batch ≤ max_in_flight`), however long the
+//! input is. The input is pulled lazily, so it may be infinite.
+//!
+//! *Batch size* adapts: runners time each batch, and the caller sizes the
+//! next one to take about [`TARGET_BATCH_NS`], between 1 and
+//! `max_in_flight / slots`. Cheap functions get big batches (amortising the
+//! per-batch atomics), expensive ones get batches of one or two items (so
+//! they spread over every runner).
+//!
+//! *Panics* in `f` are caught on the worker and re-raised on the calling
+//! thread when the iterator reaches that batch; the items before it were
+//! all yielded.
+
+use super::crew::{Crew, Stages, MAX_RUNNERS};
+use super::error::BuildError;
+use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use crate::sync::Arc;
+use crate::{Runtime, Workqueue};
+use std::any::Any;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+/// Aim for batches of about this many nanoseconds of `f`.
+pub(crate) const TARGET_BATCH_NS: u64 = 50_000;
+
+/// Default bound on items in flight.
+pub const DEFAULT_MAP_IN_FLIGHT: usize = 1 << 14;
+
+/// Ring slots of a map (each one batch).
+const MAP_SLOTS: usize = 16;
+
+type Outcome<U> = Result<Vec<U>, Box<dyn Any + Send + 'static>>;
+
+pub(crate) struct MapStages<X, U, Fun> {
+    f: Fun,
+    /// Exponential moving average of `f`'s cost, in ns per item (0: none yet).
+    ns_per_item: AtomicU64,
+    /// The iterator was dropped: skip remaining batches.
+    cancelled: AtomicBool,
+    _types: std::marker::PhantomData<fn(X) -> U>,
+}
+
+impl<X, U, Fun> Stages for MapStages<X, U, Fun>
+where
+    X: Send + 'static,
+    U: Send + 'static,
+    Fun: Fn(X) -> U + Send + Sync + 'static,
+{
+    type Job = Vec<X>;
+    type Done = Outcome<U>;
+
+    fn max_claim(&self, _crew: &Crew<Self>) -> u64 {
+        1
+    }
+
+    fn func(&self, _seq: u64, job: Vec<X>) -> Outcome<U> {
+        if self.cancelled.load(Relaxed) {
+            return Ok(Vec::new());
+        }
+        let n = job.len() as u64;
+        let start = Instant::now();
+        let out = catch_unwind(AssertUnwindSafe(|| job.into_iter().map(&self.f).collect()));
+        let ns = start.elapsed().as_nanos() as u64 / n.max(1);
+        let old = self.ns_per_item.load(Relaxed);
+        let avg = if old == 0 {
+            ns.max(1)
+        } else {
+            (3 * old + ns) / 4 + 1
+        };
+        self.ns_per_item.store(avg, Relaxed);
+        out
+    }
+
+    fn after_batch(&self, crew: &Crew<Self>) {
+        crew.waiters.notify();
+    }
+}
+
+/// Options for the iterator front end.
+///
+/// ```
+/// let squares: Vec<u64> = kwq::ordered::OrderedMapBuilder::new()
+///     .max_active(2)
+///     .max_in_flight(256)
+///     .map(0..1000u64, |x| x * x)
+///     .unwrap()
+///     .collect();
+/// assert_eq!(squares, (0..1000u64).map(|x| x * x).collect::<Vec<_>>());
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct OrderedMapBuilder {
+    name: String,
+    max_active: Option<usize>,
+    max_in_flight: usize,
+    runtime: Option<Runtime>,
+}
+
+impl Default for OrderedMapBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl OrderedMapBuilder {
+    /// Defaults: global runtime, `max_active` = its concurrency,
+    /// `max_in_flight` = 16384 items.
+    pub fn new() -> Self {
+        OrderedMapBuilder {
+            name: "ordered-map".to_string(),
+            max_active: None,
+            max_in_flight: DEFAULT_MAP_IN_FLIGHT,
+            runtime: None,
+        }
+    }
+
+    /// Name of the private workqueue (dumps).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Batches mapped at once by workers (1..=64; default: the runtime's
+    /// concurrency). The calling thread also maps while it waits.
+    pub fn max_active(mut self, n: usize) -> Self {
+        self.max_active = Some(n);
+        self
+    }
+
+    /// Bound on items between being pulled from the input and being
+    /// yielded (at least 16).
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n;
+        self
+    }
+
+    /// Use the pools of `rt`.
+    pub fn runtime(mut self, rt: &Runtime) -> Self {
+        self.runtime = Some(rt.clone());
+        self
+    }
+
+    /// An iterator yielding `f(x)` for every `x` of `iter`, in input order,
+    /// with `f` running in parallel.
+    pub fn map<I, Fun, U>(
+        self,
+        iter: I,
+        f: Fun,
+    ) -> Result<OrderedMap<I::IntoIter, Fun, U>, BuildError>
+    where
+        I: IntoIterator,
+        I::Item: Send + 'static,
+        U: Send + 'static,
+        Fun: Fn(I::Item) -> U + Send + Sync + 'static,
+    {
+        let rt = self.runtime.unwrap_or_else(|| Runtime::global().clone());
+        let limit = self
+            .max_active
+            .unwrap_or_else(|| rt.concurrency().min(MAX_RUNNERS));
+        if !(1..=MAX_RUNNERS).contains(&limit) {
+            return Err(BuildError::max_active(limit));
+        }
+        if self.max_in_flight < MAP_SLOTS {
+            return Err(BuildError::max_in_flight(self.max_in_flight));
+        }
+        let wq = Workqueue::builder(self.name)
+            .runtime(&rt)
+            .max_active(limit)
+            .build()?;
+        let stages = MapStages {
+            f,
+            ns_per_item: AtomicU64::new(0),
+            cancelled: AtomicBool::new(false),
+            _types: std::marker::PhantomData,
+        };
+        let crew = Crew::new(wq, MAP_SLOTS, limit, None, stages);
+        Ok(OrderedMap {
+            input: iter.into_iter(),
+            exhausted: false,
+            max_batch: self.max_in_flight / MAP_SLOTS,
+            batch: 1,
+            pushed: 0,
+            popped: 0,
+            current: Vec::new().into_iter(),
+            crew,
+        })
+    }
+
+    /// Runs `f` over `iter` in parallel and calls `sink` with the results
+    /// on the calling thread, in input order.
+    ///
+    /// # Panics
+    ///
+    /// Re-raises a panic of `f` (after sinking every earlier result) or of
+    /// `sink`.
+    pub fn for_each<I, Fun, U, S>(self, iter: I, f: Fun, sink: S) -> Result<(), BuildError>
+    where
+        I: IntoIterator,
+        I::Item: Send + 'static,
+        U: Send + 'static,
+        Fun: Fn(I::Item) -> U + Send + Sync + 'static,
+        S: FnMut(U),
+    {
+        self.map(iter, f)?.for_each(sink);
+        Ok(())
+    }
+}
+
+/// [`OrderedMapBuilder::map`] with the defaults: `f(x)` for every `x`, in
+/// order, computed in parallel on the global runtime.
+///
+/// ```
+/// let lens: Vec<usize> = kwq::ordered::ordered_map(["a", "bb", "ccc"], |s| s.len()).collect();
+/// assert_eq!(lens, [1, 2, 3]);
+/// ```
+pub fn ordered_map<I, Fun, U>(iter: I, f: Fun) -> OrderedMap<I::IntoIter, Fun, U>
+where
+    I: IntoIterator,
+    I::Item: Send + 'static,
+    U: Send + 'static,
+    Fun: Fn(I::Item) -> U + Send + Sync + 'static,
+{
+    OrderedMapBuilder::new()
+        .map(iter, f)
+        .expect("default settings are valid")
+}
+
+/// [`OrderedMapBuilder::for_each`] with the defaults.
+///
+/// ```
+/// let mut h = 0u64;
+/// kwq::ordered::for_each_ordered(0..10_000u64, |x| x * 3, |y| h = h.rotate_left(5) ^ y);
+/// let seq = (0..10_000u64).fold(0u64, |h, x| h.rotate_left(5) ^ (x * 3));
+/// assert_eq!(h, seq);
+/// ```
+pub fn for_each_ordered<I, Fun, U, S>(iter: I, f: Fun, sink: S)
+where
+    I: IntoIterator,
+    I::Item: Send + 'static,
+    U: Send + 'static,
+    Fun: Fn(I::Item) -> U + Send + Sync + 'static,
+    S: FnMut(U),
+{
+    ordered_map(iter, f).for_each(sink)
+}
+
+/// Adds [`ordered_map`](OrderedIterExt::ordered_map) to every iterator.
+pub trait OrderedIterExt: Iterator + Sized {
+    /// `kwq::ordered::ordered_map(self, f)`.
+    fn ordered_map<Fun, U>(self, f: Fun) -> OrderedMap<Self, Fun, U>
+    where
+        Self::Item: Send + 'static,
+        U: Send + 'static,
+        Fun: Fn(Self::Item) -> U + Send + Sync + 'static,
+    {
+        ordered_map(self, f)
+    }
+}
+
+impl<I: Iterator> OrderedIterExt for I {}
+
+/// Iterator returned by [`ordered_map`] / [`OrderedMapBuilder::map`].
+///
+/// Dropping it early stops mapping the batches not yet started and waits
+/// for the running ones.
+pub struct OrderedMap<I, Fun, U>
+where
+    I: Iterator,
+    I::Item: Send + 'static,
+    U: Send + 'static,
+    Fun: Fn(I::Item) -> U + Send + Sync + 'static,
+{
+    input: I,
+    exhausted: bool,
+    max_batch: usize,
+    batch: usize,
+    pushed: u64,
+    popped: u64,
+    current: std::vec::IntoIter<U>,
+    crew: Arc<Crew<MapStages<I::Item, U, Fun>>>,
+}
+
+impl<I, Fun, U> std::fmt::Debug for OrderedMap<I, Fun, U>
+where
+    I: Iterator,
+    I::Item: Send + 'static,
+    U: Send + 'static,
+    Fun: Fn(I::Item) -> U + Send + Sync + 'static,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrderedMap")
+            .field("batch", &self.batch)
+            .field("pushed", &self.pushed)
+            .field("popped", &self.popped)
+            .field("crew", &self.crew.describe())
+            .finish()
+    }
+}
+
+impl<I, Fun, U> OrderedMap<I, Fun, U>
+where
+    I: Iterator,
+    I::Item: Send + 'static,
+    U: Send + 'static,
+    Fun: Fn(I::Item) -> U + Send + Sync + 'static,
+{
+    fn next_batch_size(&mut self) -> usize {
+        let ns = self.crew.stages.ns_per_item.load(Relaxed);
+        self.batch = if ns == 0 {
+            (self.batch * 2).min(self.max_batch)
+        } else {
+            ((TARGET_BATCH_NS / ns) as usize).clamp(1, self.max_batch)
+        };
+        self.batch
+    }
+
+    /// Pulls input batches into free slots.
+    fn fill(&mut self) {
+        while !self.exhausted && self.crew.ring.has_room() {
+            let n = self.next_batch_size();
+            let chunk: Vec<I::Item> = self.input.by_ref().take(n).collect();
+            if chunk.len() < n {
+                self.exhausted = true;
+                if chunk.is_empty() {
+                    return;
+                }
+            }
+            match self.crew.ring.try_push(chunk) {
+                Ok(seq) => {
+                    self.pushed += 1;
+                    self.crew.kick(seq);
+                }
+                Err(_) => unreachable!("single producer saw room"),
+            }
+        }
+    }
+
+    /// Maps one unclaimed batch on the calling thread. False if none.
+    fn help(&self) -> bool {
+        let crew = &self.crew;
+        let Some(claim) = crew.ring.claim(1) else {
+            return false;
+        };
+        for t in claim {
+            let job = crew.ring.take_job(&t);
+            let out = crew.stages.func(t.seq(), job);
+            crew.ring.complete(t, out);
+        }
+        crew.ring.after_complete();
+        true
+    }
+}
+
+impl<I, Fun, U> Iterator for OrderedMap<I, Fun, U>
+where
+    I: Iterator,
+    I::Item: Send + 'static,
+    U: Send + 'static,
+    Fun: Fn(I::Item) -> U + Send + Sync + 'static,
+{
+    type Item = U;
+
+    fn next(&mut self) -> Option<U> {
+        loop {
+            if let Some(u) = self.current.next() {
+                return Some(u);
+            }
+            self.fill();
+            if self.popped == self.pushed {
+                debug_assert!(self.exhausted);
+                return None;
+            }
+            if let Some(out) = self.crew.ring.pop_done() {
+                self.popped += 1;
+                match out {
+                    Ok(v) => self.current = v.into_iter(),
+                    Err(p) => resume_unwind(p),
+                }
+                continue;
+            }
+            if !self.help() {
+                let ring = &self.crew.ring;
+                self.crew.waiters.wait_until(|| ring.head_done());
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        // Items in the ring are not counted: a safe lower bound only.
+        (self.current.len(), None)
+    }
+}
+
+impl<I, Fun, U> Drop for OrderedMap<I, Fun, U>
+where
+    I: Iterator,
+    I::Item: Send + 'static,
+    U: Send + 'static,
+    Fun: Fn(I::Item) -> U + Send + Sync + 'static,
+{
+    fn drop(&mut self) {
+        self.crew.stages.cancelled.store(true, Relaxed);
+        self.crew.quiesce();
+    }
+}

@@ -1,0 +1,503 @@
+//! [`OrderedWorkqueue`]: the per-item front end (Btrfs `btrfs_workqueue`).
+
+use super::crew::{self, Crew, Stages, MAX_RUNNERS};
+use super::error::{BuildError, FlushError, Stage, StagePanic, TryQueueError};
+use super::ring::Full;
+use super::thresh::Thresh;
+use crate::sync::atomic::{AtomicUsize, Ordering::*};
+use crate::sync::{Arc, Mutex};
+use crate::{Runtime, Workqueue};
+use std::any::Any;
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Default `max_in_flight`.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+
+/// Most items one runner claims at once.
+const MAX_BATCH: u64 = 32;
+
+type Outcome<T> = Result<T, Box<dyn Any + Send + 'static>>;
+
+/// The stages of an ordered queue: `func` in parallel, then `ordered`
+/// drained in order by whichever runner finds the head DONE.
+pub(crate) struct OrderedStages<T, F, O> {
+    high: bool,
+    panics: Mutex<Vec<StagePanic>>,
+    nr_panics: AtomicUsize,
+    _types: PhantomData<fn(F, O) -> T>,
+}
+
+impl<T, F, O> OrderedStages<T, F, O> {
+    fn record(&self, seq: u64, stage: Stage, p: Box<dyn Any + Send>) {
+        self.panics
+            .lock()
+            .push(StagePanic::new(seq, self.high, stage, p));
+        self.nr_panics.fetch_add(1, Release);
+    }
+
+    fn take_panics(&self) -> Vec<StagePanic> {
+        if self.nr_panics.load(Acquire) == 0 {
+            return Vec::new();
+        }
+        let v = std::mem::take(&mut *self.panics.lock());
+        self.nr_panics.fetch_sub(v.len(), Release);
+        v
+    }
+}
+
+impl<T, F, O> Stages for OrderedStages<T, F, O>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+    O: FnOnce(T) + Send + 'static,
+{
+    type Job = (F, O);
+    type Done = (Outcome<T>, O);
+
+    fn max_claim(&self, crew: &Crew<Self>) -> u64 {
+        // Share the backlog between the active runners, so that slow items
+        // spread out, while fast ones amortise the claim over a batch.
+        let backlog = crew.ring.tail().saturating_sub(crew.ring.claimed());
+        let share = backlog / (2 * crew.current_active() as u64);
+        share.clamp(1, MAX_BATCH)
+    }
+
+    fn func(&self, _seq: u64, (f, o): (F, O)) -> (Outcome<T>, O) {
+        (catch_unwind(AssertUnwindSafe(f)), o)
+    }
+
+    fn after_batch(&self, crew: &Crew<Self>) {
+        drain(crew);
+    }
+}
+
+/// run_ordered_work: drains DONE items in order if nobody else does.
+fn drain<T, F, O>(crew: &Crew<OrderedStages<T, F, O>>)
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+    O: FnOnce(T) + Send + 'static,
+{
+    let stages = &crew.stages;
+    // An ordered stage may block: make sure parallel stages keep going.
+    crew.help_wanted();
+    crew.ring.try_drain(
+        |seq, (outcome, ordered)| match outcome {
+            Ok(value) => {
+                // ordered_func, then ordered_free: `ordered` and everything
+                // it captured are consumed (dropped) inside this call.
+                if let Err(p) = catch_unwind(AssertUnwindSafe(move || ordered(value))) {
+                    stages.record(seq, Stage::Ordered, p);
+                }
+            }
+            Err(p) => {
+                // No value to order: drop the ordered closure (ordered_free)
+                // and report the func panic.
+                let _ = catch_unwind(AssertUnwindSafe(move || drop(ordered)));
+                stages.record(seq, Stage::Func, p);
+            }
+        },
+        |_| crew.waiters.notify(),
+    );
+}
+
+/// Builds an [`OrderedWorkqueue`] (Btrfs `btrfs_alloc_workqueue`).
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct OrderedWorkqueueBuilder {
+    name: String,
+    max_active: Option<usize>,
+    highpri: bool,
+    thresh: Option<u64>,
+    max_in_flight: usize,
+    runtime: Option<Runtime>,
+}
+
+impl OrderedWorkqueueBuilder {
+    /// How many parallel stages may run at once (Btrfs `limit_active`;
+    /// 1..=64; default: the runtime's concurrency).
+    pub fn max_active(mut self, n: usize) -> Self {
+        self.max_active = Some(n);
+        self
+    }
+
+    /// Add a high-priority sub-queue (Btrfs `WQ_HIGHPRI` "-high" queue),
+    /// fed by [`OrderedWorkqueue::queue_high`], run on the runtime's
+    /// high-priority pool, with its own order and its own `max_in_flight`.
+    pub fn highpri(mut self) -> Self {
+        self.highpri = true;
+        self
+    }
+
+    /// Make the number of concurrently running parallel stages dynamic,
+    /// between 1 and `max_active`, following the backlog (Btrfs `thresh`,
+    /// see [`thresh`](self) module notes): it grows while more than
+    /// `thresh` items wait to start and shrinks below `thresh / 2`.
+    /// `thresh(0)` uses Btrfs's default, 32.
+    pub fn thresh(mut self, thresh: u64) -> Self {
+        self.thresh = Some(thresh);
+        self
+    }
+
+    /// Bound on items between `queue` and the release of their ordered
+    /// stage, per sub-queue (default 1024). `queue` blocks and `try_queue`
+    /// refuses beyond it. Memory is allocated up front for this many items.
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n;
+        self
+    }
+
+    /// Run on the pools of `rt` instead of the global runtime's.
+    pub fn runtime(mut self, rt: &Runtime) -> Self {
+        self.runtime = Some(rt.clone());
+        self
+    }
+
+    /// Creates the queue. Its types are inferred from the first `queue`
+    /// call; see [`OrderedWorkqueue`] for queueing different closures.
+    pub fn build<T, F, O>(self) -> Result<OrderedWorkqueue<T, F, O>, BuildError>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> T + Send + 'static,
+        O: FnOnce(T) + Send + 'static,
+    {
+        let rt = self.runtime.unwrap_or_else(|| Runtime::global().clone());
+        let limit = self
+            .max_active
+            .unwrap_or_else(|| rt.concurrency().min(MAX_RUNNERS));
+        if !(1..=MAX_RUNNERS).contains(&limit) {
+            return Err(BuildError::max_active(limit));
+        }
+        if !(1..=1 << 32).contains(&self.max_in_flight) {
+            return Err(BuildError::max_in_flight(self.max_in_flight));
+        }
+        let sub = |high: bool| -> Result<Arc<Crew<OrderedStages<T, F, O>>>, BuildError> {
+            let name = if high {
+                format!("{}-high", self.name)
+            } else {
+                self.name.clone()
+            };
+            let mut b = Workqueue::builder(name).runtime(&rt).max_active(limit);
+            if high {
+                b = b.highpri();
+            }
+            let wq = b.build()?;
+            let thresh = self.thresh.map(|t| Thresh::new(t, limit));
+            Ok(Crew::new(
+                wq,
+                self.max_in_flight,
+                limit,
+                thresh,
+                OrderedStages {
+                    high,
+                    panics: Mutex::new(Vec::new()),
+                    nr_panics: AtomicUsize::new(0),
+                    _types: PhantomData,
+                },
+            ))
+        };
+        let normal = sub(false)?;
+        let high = if self.highpri { Some(sub(true)?) } else { None };
+        Ok(OrderedWorkqueue {
+            name: self.name.into_boxed_str(),
+            normal,
+            high,
+        })
+    }
+}
+
+/// A Btrfs-style ordered workqueue: `func` stages run in parallel on kwq's
+/// shared pools, `ordered` stages run one at a time in queueing order.
+/// See the [module docs](super) for the protocol and guarantees.
+///
+/// The queue is generic over the closure types, so closures are stored
+/// unboxed. A loop queueing the same closure expressions has one type;
+/// to queue different closures, use boxed ones
+/// ([`BoxedOrderedWorkqueue`]).
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+///
+/// let q = kwq::ordered::OrderedWorkqueue::builder("squares")
+///     .max_active(4)
+///     .max_in_flight(64)
+///     .build()
+///     .unwrap();
+/// let out = Arc::new(Mutex::new(Vec::new()));
+/// for i in 0..100u64 {
+///     let out = out.clone();
+///     q.queue(move || i * i, move |sq| out.lock().unwrap().push(sq));
+/// }
+/// q.flush().unwrap();
+/// let v = out.lock().unwrap().clone();
+/// assert_eq!(v, (0..100u64).map(|i| i * i).collect::<Vec<_>>());
+/// ```
+///
+/// # Shutdown
+///
+/// Dropping the queue waits until every queued item has been released and
+/// every runner has returned (like `destroy_workqueue`), then prints any
+/// panics nobody collected with `flush`. Dropped from inside one of its own
+/// stages it cannot wait for itself: the items still run (the runner that
+/// executes the caller finishes them) but the drop returns at once.
+pub struct OrderedWorkqueue<T, F = BoxedFunc<T>, O = BoxedOrdered<T>>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+    O: FnOnce(T) + Send + 'static,
+{
+    name: Box<str>,
+    normal: Arc<Crew<OrderedStages<T, F, O>>>,
+    high: Option<Arc<Crew<OrderedStages<T, F, O>>>>,
+}
+
+/// A boxed parallel stage.
+pub type BoxedFunc<T> = Box<dyn FnOnce() -> T + Send + 'static>;
+/// A boxed ordered stage.
+pub type BoxedOrdered<T> = Box<dyn FnOnce(T) + Send + 'static>;
+/// An ordered queue taking any closures (boxed; one allocation per stage).
+pub type BoxedOrderedWorkqueue<T> = OrderedWorkqueue<T, BoxedFunc<T>, BoxedOrdered<T>>;
+
+impl<T, F, O> std::fmt::Debug for OrderedWorkqueue<T, F, O>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+    O: FnOnce(T) + Send + 'static,
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrderedWorkqueue")
+            .field("name", &self.name)
+            .field("normal", &self.normal.describe())
+            .field("high", &self.high.as_ref().map(|h| h.describe()))
+            .finish()
+    }
+}
+
+impl OrderedWorkqueue<()> {
+    /// Starts building an ordered queue named `name`.
+    pub fn builder(name: impl Into<String>) -> OrderedWorkqueueBuilder {
+        OrderedWorkqueueBuilder {
+            name: name.into(),
+            max_active: None,
+            highpri: false,
+            thresh: None,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            runtime: None,
+        }
+    }
+}
+
+impl<T, F, O> OrderedWorkqueue<T, F, O>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+    O: FnOnce(T) + Send + 'static,
+{
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Queues an item (Btrfs `btrfs_queue_work`): `func` runs on some
+    /// worker, in parallel with other items' `func`s; then `ordered` runs
+    /// with its result, after the `ordered` of every item queued before it
+    /// on this sub-queue, never concurrently with another `ordered` of this
+    /// sub-queue; then both closures and everything they captured are
+    /// dropped and the item's slot is released.
+    ///
+    /// Blocks while `max_in_flight` items are in flight. The wait happens
+    /// inside [`crate::blocking`], so a kwq worker (of any queue on the same
+    /// pool) that queues here does not starve the pool: another worker
+    /// runs the stages that free the room.
+    ///
+    /// # Panics
+    ///
+    /// If the queue is full and the caller is executing one of this
+    /// sub-queue's own stages: room can only appear when the caller's own
+    /// stage (or one it waits behind) finishes, so it would wait for
+    /// itself. Use [`try_queue`](Self::try_queue) there.
+    pub fn queue(&self, func: F, ordered: O) {
+        push_blocking(&self.normal, func, ordered);
+    }
+
+    /// Like [`queue`](Self::queue), on the high-priority sub-queue (its
+    /// own order). Without [`highpri`](OrderedWorkqueueBuilder::highpri) it
+    /// queues on the normal sub-queue, as Btrfs does.
+    pub fn queue_high(&self, func: F, ordered: O) {
+        push_blocking(self.high.as_ref().unwrap_or(&self.normal), func, ordered);
+    }
+
+    /// Queues an item if there is room, else hands both closures back.
+    pub fn try_queue(&self, func: F, ordered: O) -> Result<(), TryQueueError<F, O>> {
+        try_push(&self.normal, func, ordered)
+    }
+
+    /// [`try_queue`](Self::try_queue) on the high-priority sub-queue.
+    pub fn try_queue_high(&self, func: F, ordered: O) -> Result<(), TryQueueError<F, O>> {
+        try_push(self.high.as_ref().unwrap_or(&self.normal), func, ordered)
+    }
+
+    /// Waits until every item queued before the call (on both sub-queues)
+    /// has been released, then reports the panics caught since the last
+    /// flush. A panicking stage never stalls the sequence: the items after
+    /// it still run all their stages.
+    ///
+    /// # Panics
+    ///
+    /// If called from one of this queue's own stages (it would wait for
+    /// itself).
+    pub fn flush(&self) -> Result<(), FlushError> {
+        for c in self.crews() {
+            if crew::inside(c.id) {
+                panic!(
+                    "kwq: OrderedWorkqueue::flush() on '{}' called from one of its own stages: \
+                     the caller is itself in flight and would wait for itself forever",
+                    self.name
+                );
+            }
+        }
+        let targets: Vec<u64> = self.crews().map(|c| c.ring.tail()).collect();
+        for (c, target) in self.crews().zip(targets) {
+            c.waiters.wait_until(|| c.ring.released() >= target);
+        }
+        let mut panics = Vec::new();
+        for c in self.crews() {
+            panics.extend(c.stages.take_panics());
+        }
+        if panics.is_empty() {
+            Ok(())
+        } else {
+            Err(FlushError::new(panics))
+        }
+    }
+
+    /// Items between `queue` and release, both sub-queues.
+    pub fn in_flight(&self) -> usize {
+        self.crews()
+            .map(|c| (c.ring.tail() - c.ring.released()) as usize)
+            .sum()
+    }
+
+    /// The `max_in_flight` bound (per sub-queue).
+    pub fn max_in_flight(&self) -> usize {
+        self.normal.ring.capacity() as usize
+    }
+
+    /// Parallel stages allowed to run at once on the normal sub-queue
+    /// right now (`current_active`; equals `max_active` without a
+    /// threshold).
+    pub fn current_active(&self) -> usize {
+        self.normal.current_active()
+    }
+
+    /// [`current_active`](Self::current_active) of the high sub-queue.
+    pub fn current_active_high(&self) -> Option<usize> {
+        self.high.as_ref().map(|h| h.current_active())
+    }
+
+    /// The `max_active` limit (Btrfs `limit_active`).
+    pub fn max_active(&self) -> usize {
+        self.normal.limit()
+    }
+
+    /// `max_active` of the kwq workqueue the normal sub-queue's runners run
+    /// on (equals [`current_active`](Self::current_active) after every
+    /// threshold adjustment, BT-5).
+    pub fn workqueue_max_active(&self) -> usize {
+        self.normal.wq.max_active()
+    }
+
+    /// Is the normal sub-queue's backlog above twice its threshold (Btrfs
+    /// `btrfs_workqueue_normal_congested`)? Always false without `thresh`.
+    pub fn congested(&self) -> bool {
+        self.normal.congested()
+    }
+
+    /// A one-line-per-sub-queue state dump (sequence counters, the head
+    /// slot's phase, runners), for watchdogs and bug reports.
+    pub fn dump(&self) -> String {
+        let mut s = String::new();
+        for c in self.crews() {
+            s.push_str(&c.describe());
+            s.push('\n');
+        }
+        s
+    }
+
+    fn crews(&self) -> impl Iterator<Item = &Arc<Crew<OrderedStages<T, F, O>>>> {
+        std::iter::once(&self.normal).chain(self.high.as_ref())
+    }
+}
+
+fn try_push<T, F, O>(
+    crew: &Crew<OrderedStages<T, F, O>>,
+    func: F,
+    ordered: O,
+) -> Result<(), TryQueueError<F, O>>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+    O: FnOnce(T) + Send + 'static,
+{
+    match crew.ring.try_push((func, ordered)) {
+        Ok(seq) => {
+            crew.kick(seq);
+            Ok(())
+        }
+        Err(Full((f, o))) => Err(TryQueueError::full(f, o)),
+    }
+}
+
+fn push_blocking<T, F, O>(crew: &Crew<OrderedStages<T, F, O>>, func: F, ordered: O)
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+    O: FnOnce(T) + Send + 'static,
+{
+    let mut job = (func, ordered);
+    loop {
+        match crew.ring.try_push(job) {
+            Ok(seq) => {
+                crew.kick(seq);
+                return;
+            }
+            Err(Full(j)) => job = j,
+        }
+        if crew::inside(crew.id) {
+            panic!(
+                "kwq: OrderedWorkqueue::queue() on full '{}' from one of its own stages: room \
+                 only appears when stages of this queue finish, so it would wait for itself; \
+                 use try_queue() or a larger max_in_flight",
+                crew.wq.name()
+            );
+        }
+        crew.waiters.wait_until(|| crew.ring.has_room());
+    }
+}
+
+impl<T, F, O> Drop for OrderedWorkqueue<T, F, O>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+    O: FnOnce(T) + Send + 'static,
+{
+    fn drop(&mut self) {
+        let inside_self = self.crews().any(|c| crew::inside(c.id));
+        if !inside_self && !crate::sync::thread::panicking() {
+            for c in self.crews() {
+                let target = c.ring.tail();
+                c.waiters.wait_until(|| c.ring.released() >= target);
+                c.quiesce();
+            }
+        }
+        for c in self.crews() {
+            for p in c.stages.take_panics() {
+                eprintln!(
+                    "kwq: ordered workqueue '{}' dropped with an uncollected panic: {p}",
+                    self.name
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! The lock-free core of ordered work: a ring of `capacity` slots, each
+//! tagged with a *stamp* = sequence number + Btrfs state flags.
+//!
+//! This file depends only on `crate::sync` (and `crossbeam_utils`'s
+//! `CachePadded`), so it is also compiled under `--cfg kwq_loom` and checked
+//! by `src/tests/loom_ordered.rs`.
+//!
+//! # States
+//!
+//! Slot `i` holds, over time, the items with sequence numbers
+//! `i, i + capacity, i + 2·capacity, …`. Its stamp is `seq << 3 | flags`:
+//!
+//! ```text
+//!    FREE(s)  ──reserve──▶ QUEUED(s) ──func──▶ DONE(s) ──claim──▶ ORDER_DONE(s) ──release──▶ FREE(s + capacity)
+//!   flags 000             flags 100           flags 101          flags 111
+//! ```
+//!
+//! `DONE` and `ORDER_DONE` are the kernel's `WORK_DONE_BIT` and
+//! `WORK_ORDER_DONE_BIT` (named in `kwq_policy::state`). Within one
+//! sequence number flags are only ever *set*; the only transition that
+//! clears them is the release, which moves the slot to the next sequence
+//! number. A stamp value therefore never repeats: every compare on a stamp
+//! is ABA-free, however stale the sequence number the comparer holds.
+//!
+//! # Fields and who may touch them
+//!
+//! Legend: `A:` atomic; `S(state):` owned by whoever moved the stamp into
+//! that state, until it moves it on.
+//!
+//! * `tail` — A: next sequence number to reserve. Advanced by CAS by
+//!   producers, only after they saw the slot `FREE(tail)`.
+//! * `claim` — A: next sequence number whose parallel stage is unclaimed.
+//!   Advanced by CAS by runners, only over slots seen `QUEUED`.
+//! * `head` — A: next sequence number whose ordered stage is unclaimed *as
+//!   published by the drain owner*. Written only by the drain owner.
+//! * `released` — A: every item `< released` has been released. Progress
+//!   counter for flushers; written only by the drain owner (or consumer).
+//! * `slot.content` — S(FREE) between the reserving CAS and the `QUEUED`
+//!   store: the producer writes the job. S(QUEUED) after the claim CAS: the
+//!   claiming runner takes the job and writes the result. S(ORDER_DONE):
+//!   the drain owner takes the result. Nobody else ever touches it.
+//!
+//! # Protocol
+//!
+//! 1. *Reserve* (`try_push`): see `FREE(t)` in slot `t`, CAS `tail` from
+//!    `t` to `t + 1`, write the job, store `QUEUED(t)`.
+//! 2. *Claim* (`claim`): count the run of `QUEUED` stamps from `claim`, CAS
+//!    `claim` over them. The winner owns those items' parallel stage and
+//!    gets one [`Ticket`] per item.
+//! 3. *Complete* (`complete`): write the result, store `DONE(s)`. The
+//!    completer never reads the slot again (BT-3: nothing of an item is
+//!    read after its DONE bit is set).
+//! 4. *Drain* (`try_drain`, run_ordered_work): read `head = h`, CAS slot
+//!    `h` from `DONE(h)` to `ORDER_DONE(h)`. The winner is the *drain
+//!    owner*; it runs `h`'s ordered stage, releases the slot (`FREE(h +
+//!    capacity)`), and continues with `h + 1` while it is `DONE`. At the
+//!    end it publishes `head` and retries the CAS on the new head, exactly
+//!    once, so a `DONE` that raced with its exit is not stranded.
+//!
+//! Consumer mode (the iterator front end) replaces 4 with a single consumer
+//! that takes `DONE(head)` results itself (`pop_done`).
+//!
+//! # Why this is correct
+//!
+//! * *Exactly once, in order, never two at once*: a drain owner exists only
+//!   by winning the CAS `DONE(h) → ORDER_DONE(h)` on the published head, and
+//!   `head` only moves when the owner publishes it; while it owns the drain,
+//!   the items past the published head are reachable by nobody else, so it
+//!   can take them with plain loads. The stamps are sequence-tagged, so a
+//!   stale `head` read by a completer makes its CAS fail, never succeed on
+//!   a reused slot.
+//! * *No lost drain*: a completer stores `DONE(s)`, issues a SeqCst fence,
+//!   reads `head`; the owner publishes `head`, issues a SeqCst fence, then
+//!   tries the CAS on the slot at that head. This is a Dekker pair: either the
+//!   completer reads the new head (and tries the CAS itself), or the owner's
+//!   CAS sees `DONE`. One of them drains.
+//!
+//! ```text
+//!   completer of item h                 drain owner (just finished h - 1)
+//!   -------------------                 ---------------------------------
+//!   store DONE(h)                       head.store(h)
+//!   fence(SeqCst)                       fence(SeqCst)
+//!   h' = head.load()                    CAS slot h: DONE(h) → ORDER_DONE(h)
+//!   CAS slot h': DONE(h') → ORDER_DONE
+//! ```
+//!
+//! * *Release rule*: a slot becomes `FREE(s + capacity)` only after the
+//!   ordered stage of `s` returned and its result and closures were dropped
+//!   by the drain owner — the only thread that still referred to it. Reuse
+//!   is tied to the sequence number in the stamp, which only advances then.
+
+use crate::sync::atomic::{fence, AtomicU64, Ordering::*};
+use crossbeam_utils::CachePadded;
+use kwq_policy::state as names;
+
+/// Stamp flag: an item was reserved and its job written.
+const QUEUED: u64 = 1 << 2;
+/// Stamp flag: the parallel stage finished (kernel `WORK_DONE_BIT`).
+const DONE: u64 = names::DONE as u64;
+/// Stamp flag: the ordered stage was claimed (kernel `WORK_ORDER_DONE_BIT`).
+const ORDER_DONE: u64 = names::ORDER_DONE as u64;
+const FLAG_BITS: u32 = 3;
+
+/// Items a drain owner may take past the published head before it
+/// publishes again (bounds how stale `head` and flushers' view can get).
+const PUBLISH_EVERY: u64 = 64;
+
+fn free(seq: u64) -> u64 {
+    seq << FLAG_BITS
+}
+fn queued(seq: u64) -> u64 {
+    seq << FLAG_BITS | QUEUED
+}
+fn done(seq: u64) -> u64 {
+    seq << FLAG_BITS | QUEUED | DONE
+}
+fn order_done(seq: u64) -> u64 {
+    seq << FLAG_BITS | QUEUED | DONE | ORDER_DONE
+}
+
+/// A stamp, decoded for dumps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
+    pub(crate) seq: u64,
+    pub(crate) phase: &'static str,
+}
+
+fn decode(stamp: u64) -> Stamp {
+    let phase = match stamp & ((1 << FLAG_BITS) - 1) {
+        0 => "FREE",
+        QUEUED => "QUEUED",
+        x if x == QUEUED | DONE => "DONE",
+        x if x == QUEUED | DONE | ORDER_DONE => "ORDER_DONE",
+        _ => "?",
+    };
+    Stamp {
+        seq: stamp >> FLAG_BITS,
+        phase,
+    }
+}
+
+/// Interior mutability with loom's `with_mut` shape.
+#[cfg(not(kwq_loom))]
+mod cell {
+    #[derive(Debug)]
+    pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+    impl<T> UnsafeCell<T> {
+        pub(crate) fn new(t: T) -> Self {
+            UnsafeCell(std::cell::UnsafeCell::new(t))
+        }
+        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+}
+#[cfg(kwq_loom)]
+mod cell {
+    pub(crate) use loom::cell::UnsafeCell;
+}
+use cell::UnsafeCell;
+
+/// What a slot holds, by phase.
+enum Content<J, D> {
+    Empty,
+    Queued(J),
+    Done(D),
+}
+
+struct Slot<J, D> {
+    stamp: AtomicU64,
+    content: UnsafeCell<Content<J, D>>,
+}
+
+/// The ring (see the module docs).
+pub(crate) struct Ring<J, D> {
+    slots: Box<[Slot<J, D>]>,
+    cap: u64,
+    /// `cap - 1`; used instead of `%` when `pow2`.
+    mask: u64,
+    pow2: bool,
+    tail: CachePadded<AtomicU64>,
+    claim: CachePadded<AtomicU64>,
+    head: CachePadded<AtomicU64>,
+    released: CachePadded<AtomicU64>,
+}
+
+// SAFETY: the contents are moved between threads (`J`, `D`: Send) and
+// accessed by one thread at a time, as the stamp protocol in the module
+// docs guarantees; the ring itself holds no thread-bound state.
+unsafe impl<J: Send, D: Send> Send for Ring<J, D> {}
+// SAFETY: as above — `&Ring` only gives access to a slot's content to the
+// thread that owns the slot's current state.
+unsafe impl<J: Send, D: Send> Sync for Ring<J, D> {}
+
+/// Proof of owning the parallel stage of one item: handed out by
+/// [`Ring::claim`], consumed by [`Ring::complete`]. Not `Clone`, and only
+/// this module can make one, so the slot accesses it guards are exclusive.
+#[derive(Debug)]
+#[must_use = "a claimed item must be completed, or the sequence stalls"]
+pub(crate) struct Ticket {
+    seq: u64,
+}
+
+impl Ticket {
+    pub(crate) fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
+/// A run of claimed items, yielded as [`Ticket`]s in sequence order.
+#[derive(Debug)]
+#[must_use = "claimed items must be completed, or the sequence stalls"]
+pub(crate) struct Claim {
+    next: u64,
+    end: u64,
+}
+
+impl Iterator for Claim {
+    type Item = Ticket;
+    fn next(&mut self) -> Option<Ticket> {
+        if self.next == self.end {
+            return None;
+        }
+        self.next += 1;
+        Some(Ticket { seq: self.next - 1 })
+    }
+}
+
+/// Why [`Ring::try_push`] refused.
+pub(crate) struct Full<J>(pub(crate) J);
+
+/// What a drain did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Drained {
+    /// Ordered stages run.
+    pub(crate) items: u64,
+}
+
+/// Aborts the process if a drain owner unwinds: it would leave the
+/// sequence owned forever. Callers catch panics of user code, so this
+/// only fires on a kwq bug.
+struct AbortOnUnwind;
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        if crate::sync::thread::panicking() {
+            eprintln!("kwq bug: an ordered drain unwound; the sequence cannot continue");
+            std::process::abort();
+        }
+    }
+}
+
+impl<J, D> Ring<J, D> {
+    /// A ring of `cap >= 1` slots, all `FREE` for sequence numbers `0..cap`.
+    pub(crate) fn new(cap: usize) -> Self {
+        assert!(cap >= 1, "ring capacity must be at least 1");
+        let cap = cap as u64;
+        let slots = (0..cap)
+            .map(|i| Slot {
+                stamp: AtomicU64::new(free(i)),
+                content: UnsafeCell::new(Content::Empty),
+            })
+            .collect();
+        Ring {
+            slots,
+            cap,
+            mask: cap - 1,
+            pow2: cap.is_power_of_two(),
+            tail: CachePadded::new(AtomicU64::new(0)),
+            claim: CachePadded::new(AtomicU64::new(0)),
+            head: CachePadded::new(AtomicU64::new(0)),
+            released: CachePadded::new(AtomicU64::new(0)),
+        }
+    }
+
+    #[inline]
+    fn slot(&self, seq: u64) -> &Slot<J, D> {
+        let i = if self.pow2 {
+            seq & self.mask
+        } else {
+            seq % self.cap
+        };
+        &self.slots[i as usize]
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.cap
+    }
+
+    /// Sequence numbers handed out so far.
+    pub(crate) fn tail(&self) -> u64 {
+        self.tail.load(SeqCst)
+    }
+
+    /// Items whose parallel stage was claimed so far.
+    pub(crate) fn claimed(&self) -> u64 {
+        self.claim.load(Relaxed)
+    }
+
+    /// Items released so far (ordered stage run and slot freed).
+    pub(crate) fn released(&self) -> u64 {
+        self.released.load(Acquire)
+    }
+
+    /// Decoded stamp of the slot that holds (or will hold) `seq`.
+    pub(crate) fn stamp(&self, seq: u64) -> Stamp {
+        decode(self.slot(seq).stamp.load(Acquire))
+    }
+
+    /// Protocol step 1. Returns the item's sequence number, or the job back
+    /// if all `cap` slots are between reserve and release.
+    pub(crate) fn try_push(&self, job: J) -> Result<u64, Full<J>> {
+        let mut t = self.tail.load(Relaxed);
+        loop {
+            let slot = self.slot(t);
+            let stamp = slot.stamp.load(Acquire);
+            if stamp == free(t) {
+                match self.tail.compare_exchange_weak(t, t + 1, Relaxed, Relaxed) {
+                    Ok(_) => {
+                        // SAFETY: we saw FREE(t) (Acquire: the previous
+                        // owner's accesses happened before) and won the CAS
+                        // for `t`, so we own the content until we store
+                        // QUEUED(t).
+                        slot.content
+                            .with_mut(|c| unsafe { *c = Content::Queued(job) });
+                        slot.stamp.store(queued(t), SeqCst);
+                        return Ok(t);
+                    }
+                    Err(now) => t = now,
+                }
+            } else if stamp >> FLAG_BITS < t {
+                // Still held by item `t - cap`: full, unless `tail` moved.
+                let now = self.tail.load(Relaxed);
+                if now == t {
+                    return Err(Full(job));
+                }
+                t = now;
+            } else {
+                // Our `t` is stale (another producer got further).
+                t = self.tail.load(Relaxed);
+            }
+        }
+    }
+
+    /// Would `try_push` find room right now? (Advisory.)
+    pub(crate) fn has_room(&self) -> bool {
+        let t = self.tail.load(SeqCst);
+        self.slot(t).stamp.load(SeqCst) == free(t)
+    }
+
+    /// Is there an item whose parallel stage nobody has claimed? (SeqCst:
+    /// one side of the runners' idle handshake.)
+    pub(crate) fn has_claimable(&self) -> bool {
+        let c = self.claim.load(SeqCst);
+        self.slot(c).stamp.load(SeqCst) == queued(c)
+    }
+
+    /// Protocol step 2: claims up to `max` consecutive queued items.
+    pub(crate) fn claim(&self, max: u64) -> Option<Claim> {
+        let mut c = self.claim.load(Acquire);
+        loop {
+            let mut n = 0;
+            while n < max && self.slot(c + n).stamp.load(Acquire) == queued(c + n) {
+                n += 1;
+            }
+            if n == 0 {
+                return None;
+            }
+            match self.claim.compare_exchange(c, c + n, AcqRel, Acquire) {
+                Ok(_) => {
+                    return Some(Claim {
+                        next: c,
+                        end: c + n,
+                    })
+                }
+                Err(now) => c = now,
+            }
+        }
+    }
+
+    /// Takes the job of a claimed item.
+    pub(crate) fn take_job(&self, ticket: &Ticket) -> J {
+        let slot = self.slot(ticket.seq);
+        debug_assert_eq!(slot.stamp.load(Relaxed), queued(ticket.seq));
+        // SAFETY: the ticket proves we won the claim CAS over QUEUED(seq)
+        // (Acquire-loaded), so the producer's write happened before and
+        // nobody else touches the content until we store DONE.
+        let c = slot
+            .content
+            .with_mut(|c| unsafe { std::mem::replace(&mut *c, Content::Empty) });
+        match c {
+            Content::Queued(j) => j,
+            _ => unreachable!("claimed slot holds no job (job taken twice?)"),
+        }
+    }
+
+    /// Protocol step 3: stores the result and sets DONE. The caller must
+    /// call [`Ring::after_complete`] (once per batch) before it could
+    /// block or return, so a concurrent drain owner's exit is not missed.
+    pub(crate) fn complete(&self, ticket: Ticket, result: D) {
+        let slot = self.slot(ticket.seq);
+        // SAFETY: the ticket proves exclusive ownership of QUEUED(seq)
+        // (see `take_job`); the DONE store below publishes the write.
+        slot.content
+            .with_mut(|c| unsafe { *c = Content::Done(result) });
+        slot.stamp.store(done(ticket.seq), Release);
+    }
+
+    /// The completer's half of the Dekker pair (see the module docs).
+    pub(crate) fn after_complete(&self) {
+        fence(SeqCst);
+    }
+
+    /// Protocol step 4 (run_ordered_work): if the head item is DONE and
+    /// nobody drains, become the drain owner and run `ordered(seq, result)`
+    /// for the head and every following DONE item, in order, releasing each
+    /// slot right after its `ordered` returned and calling
+    /// `released(seq)` after each release. `ordered` must not unwind.
+    pub(crate) fn try_drain(
+        &self,
+        mut ordered: impl FnMut(u64, D),
+        mut released: impl FnMut(u64),
+    ) -> Drained {
+        let mut out = Drained::default();
+        let mut h = self.head.load(SeqCst);
+        if !self.claim_head(h) {
+            return out;
+        }
+        let guard = AbortOnUnwind;
+        let mut since_publish = 0;
+        loop {
+            // We own `h`: its stamp is ORDER_DONE(h), set by us.
+            let slot = self.slot(h);
+            // SAFETY: ORDER_DONE(h) was set by this thread (CAS on the
+            // published head, or a plain store on an unpublished one that
+            // only the owner can reach); the completer's DONE store
+            // (Release) was Acquire-loaded, so its write happened before.
+            let c = slot
+                .content
+                .with_mut(|c| unsafe { std::mem::replace(&mut *c, Content::Empty) });
+            let Content::Done(d) = c else {
+                unreachable!("drained slot {h} holds no result")
+            };
+            ordered(h, d);
+            // Everything the item owned is gone: the slot may be reused.
+            slot.stamp.store(free(h + self.cap), Release);
+            self.released.store(h + 1, Release);
+            out.items += 1;
+            released(h);
+            h += 1;
+            since_publish += 1;
+            if since_publish < PUBLISH_EVERY {
+                let next = self.slot(h);
+                if next.stamp.load(Acquire) == done(h) {
+                    // Unpublished: nobody else can reach `h`.
+                    next.stamp.store(order_done(h), Relaxed);
+                    continue;
+                }
+            }
+            since_publish = 0;
+            self.head.store(h, SeqCst);
+            fence(SeqCst);
+            if !self.claim_head(h) {
+                break;
+            }
+        }
+        drop(guard);
+        out
+    }
+
+    fn claim_head(&self, h: u64) -> bool {
+        self.slot(h)
+            .stamp
+            .compare_exchange(done(h), order_done(h), SeqCst, Relaxed)
+            .is_ok()
+    }
+
+    /// Consumer mode: takes the head result if it is DONE. Only one thread
+    /// (the consumer) may call this, and `try_drain` must never be used on
+    /// the same ring.
+    pub(crate) fn pop_done(&self) -> Option<D> {
+        let h = self.head.load(Relaxed);
+        let slot = self.slot(h);
+        if slot.stamp.load(Acquire) != done(h) {
+            return None;
+        }
+        // SAFETY: single consumer (caller's obligation); DONE(h) was
+        // Acquire-loaded, so the completer's write happened before and it
+        // never touches the slot again.
+        let c = slot
+            .content
+            .with_mut(|c| unsafe { std::mem::replace(&mut *c, Content::Empty) });
+        let Content::Done(d) = c else {
+            unreachable!("popped slot {h} holds no result")
+        };
+        slot.stamp.store(free(h + self.cap), Release);
+        self.head.store(h + 1, Relaxed);
+        self.released.store(h + 1, Release);
+        Some(d)
+    }
+
+    /// Consumer mode: is the head DONE?
+    pub(crate) fn head_done(&self) -> bool {
+        let h = self.head.load(Relaxed);
+        self.slot(h).stamp.load(Acquire) == done(h)
+    }
+
+    /// The published head (next ordered stage to run).
+    pub(crate) fn head(&self) -> u64 {
+        self.head.load(Acquire)
+    }
+}
