@@ -22,5 +22,8 @@ fi
 echo "== tests"
 cargo test --workspace
 
+echo "== model checker, every matrix cell (the heaviest are ignored in debug builds)"
+cargo test -p kwq-model --release -- --include-ignored
+
 echo "== loom"
 bash ci/loom.sh
