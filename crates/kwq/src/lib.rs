@@ -84,6 +84,7 @@
 //! | `wq_worker_sleeping` / `wq_worker_running` | [`blocking`] |
 //! | `system_wq`, `system_highpri_wq`, `system_unbound_wq`, `system_long_wq` | [`system`], [`system_highpri`], [`system_unbound`], [`system_long`] |
 //! | `show_workqueue_state` | [`Runtime::dump`] |
+//! | `wq_watchdog` ("BUG: workqueue lockup") | [`RuntimeBuilder::watchdog`], [`LockupReport`] |
 //!
 //! # What this is not
 //!
@@ -112,6 +113,8 @@ mod runtime;
 #[cfg(not(kwq_loom))]
 mod task;
 #[cfg(not(kwq_loom))]
+mod watchdog;
+#[cfg(not(kwq_loom))]
 mod work;
 #[cfg(not(kwq_loom))]
 mod workqueue;
@@ -124,6 +127,8 @@ pub use delayed::DelayedWork;
 pub use error::{BuildError, QueueError, Rejected, SetMaxActiveError, Stragglers};
 #[cfg(not(kwq_loom))]
 pub use runtime::{PanicReport, Runtime, RuntimeBuilder};
+#[cfg(not(kwq_loom))]
+pub use watchdog::LockupReport;
 #[cfg(not(kwq_loom))]
 pub use work::Work;
 #[cfg(not(kwq_loom))]

@@ -46,6 +46,7 @@ impl PanicReport {
 }
 
 type PanicHandler = Arc<dyn Fn(&PanicReport) + Send + Sync + 'static>;
+use crate::watchdog::{LockupHandler, LockupReport};
 
 /// Settings shared by a runtime's pools.
 pub(crate) struct Config {
@@ -54,6 +55,7 @@ pub(crate) struct Config {
     pub(crate) idle_timeout: Duration,
     pub(crate) thread_name: String,
     panic_handler: Option<PanicHandler>,
+    lockup_handler: Option<LockupHandler>,
 }
 
 impl Config {
@@ -99,6 +101,20 @@ impl Drop for RuntimeInner {
 }
 
 impl RuntimeInner {
+    /// Every pool created so far.
+    pub(crate) fn pools(&self) -> Vec<Arc<Pool>> {
+        self.pools.lock().clone()
+    }
+
+    pub(crate) fn report_lockup(&self, report: &LockupReport) {
+        match &self.cfg.lockup_handler {
+            Some(h) => {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| h(report)));
+            }
+            None => eprintln!("kwq: {report}"),
+        }
+    }
+
     /// The pool with `attrs`, created on first use.
     pub(crate) fn pool(&self, attrs: PoolAttrs) -> Result<Arc<Pool>, BuildError> {
         let mut pools = self.pools.lock();
@@ -171,6 +187,8 @@ pub struct RuntimeBuilder {
     idle_timeout: Duration,
     thread_name: String,
     panic_handler: Option<PanicHandler>,
+    watchdog: Option<Duration>,
+    lockup_handler: Option<LockupHandler>,
 }
 
 impl std::fmt::Debug for RuntimeBuilder {
@@ -180,11 +198,31 @@ impl std::fmt::Debug for RuntimeBuilder {
             .field("max_workers", &self.max_workers)
             .field("idle_timeout", &self.idle_timeout)
             .field("thread_name", &self.thread_name)
+            .field("watchdog", &self.watchdog)
             .finish()
     }
 }
 
 impl RuntimeBuilder {
+    /// Lockup watchdog threshold (kernel `workqueue.watchdog_thresh`):
+    /// report a pool whose worklist is non-empty and whose workers took
+    /// nothing from it for this long. Default 30 s; `None` disables it.
+    /// For the global runtime, `KWQ_WATCHDOG_SECS` (0 disables).
+    pub fn watchdog(mut self, thresh: Option<Duration>) -> Self {
+        self.watchdog = thresh;
+        self
+    }
+
+    /// Called with each lockup report (default: the report and a state dump
+    /// on stderr).
+    pub fn lockup_handler<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&LockupReport) + Send + Sync + 'static,
+    {
+        self.lockup_handler = Some(Arc::new(f));
+        self
+    }
+
     /// Workers each concurrency-managed pool keeps *running* (default: the
     /// number of CPUs; for the global runtime, `KWQ_CONCURRENCY` if set).
     pub fn concurrency(mut self, n: usize) -> Self {
@@ -236,19 +274,22 @@ impl RuntimeBuilder {
         if max_workers < 2 {
             return Err(BuildError::max_workers(max_workers));
         }
-        Ok(Runtime {
-            inner: Arc::new(RuntimeInner {
-                cfg: Arc::new(Config {
-                    concurrency,
-                    max_workers,
-                    idle_timeout: self.idle_timeout,
-                    thread_name: self.thread_name,
-                    panic_handler: self.panic_handler,
-                }),
-                pools: Mutex::new(Vec::new()),
-                wqs: Mutex::new(Vec::new()),
+        let inner = Arc::new(RuntimeInner {
+            cfg: Arc::new(Config {
+                concurrency,
+                max_workers,
+                idle_timeout: self.idle_timeout,
+                thread_name: self.thread_name,
+                panic_handler: self.panic_handler,
+                lockup_handler: self.lockup_handler,
             }),
-        })
+            pools: Mutex::new(Vec::new()),
+            wqs: Mutex::new(Vec::new()),
+        });
+        if let Some(thresh) = self.watchdog.filter(|d| !d.is_zero()) {
+            crate::watchdog::start(&inner, thresh);
+        }
+        Ok(Runtime { inner })
     }
 }
 
@@ -278,6 +319,8 @@ impl Runtime {
             idle_timeout: Duration::from_secs(300),
             thread_name: "kwq".to_string(),
             panic_handler: None,
+            watchdog: Some(Duration::from_secs(30)),
+            lockup_handler: None,
         }
     }
 
@@ -291,6 +334,9 @@ impl Runtime {
             }
             if let Some(n) = env_usize("KWQ_MAX_WORKERS").filter(|&n| n >= 2) {
                 b = b.max_workers(n);
+            }
+            if let Some(s) = env_usize("KWQ_WATCHDOG_SECS") {
+                b = b.watchdog((s > 0).then(|| Duration::from_secs(s as u64)));
             }
             b.build().expect("default runtime settings are valid")
         })

@@ -208,8 +208,10 @@ fn count_of(w: u64, c: usize) -> u64 {
     (w & COUNT_MASK[c]) >> (32 * c as u32)
 }
 
-/// Flush-colour bookkeeping of one workqueue.
+/// Flush-colour bookkeeping of one workqueue. `repr(C)`: `word` first (see
+/// `WqInner`).
 #[derive(Debug)]
+#[repr(C)]
 pub(crate) struct Colors {
     word: AtomicU64,
     /// Read-mostly copy of the current colour (only flushers write it).

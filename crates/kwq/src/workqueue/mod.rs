@@ -51,6 +51,13 @@ pub(crate) struct WqFlags {
 
 /// The shared part of a workqueue (kernel `workqueue_struct` + its single
 /// `pool_workqueue`).
+///
+/// `repr(C)` with the flush-colour word first: it then sits right after the
+/// `Arc`'s reference counts, usually in the same cache line, and the two
+/// read-modify-writes every queued job makes on the submit side (count the
+/// colour, clone the `Arc`) and on the worker side (uncount, drop) move one
+/// line between cores instead of two.
+#[repr(C)]
 pub(crate) struct WqInner {
     pub(crate) colors: Colors,
     pub(crate) admission: Admission<Task>,
