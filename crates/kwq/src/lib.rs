@@ -146,6 +146,10 @@ mod work {
 #[path = "workqueue/active.rs"]
 mod active;
 #[cfg(kwq_loom)]
+#[allow(dead_code)]
+#[path = "ordered/ring.rs"]
+mod ordered_ring;
+#[cfg(kwq_loom)]
 mod tests;
 
 #[cfg(not(kwq_loom))]

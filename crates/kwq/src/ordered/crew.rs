@@ -75,17 +75,19 @@ pub(crate) struct Waiters {
 }
 
 impl Waiters {
-    /// Wakes every waiter after a state change (the change must be stored
-    /// before the call).
+    /// Wakes every waiter after a state change. The change must be a
+    /// SeqCst read-modify-write, or be followed by a SeqCst fence, before
+    /// the call: that is the notifier's half of the Dekker pair with
+    /// `wait_until` (count, fence, condition).
     pub(crate) fn notify(&self) {
-        fence(SeqCst);
-        if self.count.load(Relaxed) != 0 {
+        if self.count.load(SeqCst) != 0 {
             let _g = self.lock.lock();
             self.cv.notify_all();
         }
     }
 
-    /// Returns once `cond()` holds. Spins briefly, then sleeps inside
+    /// Returns once `cond()` holds; `cond` must read the state it waits
+    /// for with SeqCst loads. Spins briefly, then sleeps inside
     /// [`crate::blocking`], so a worker waiting here does not hold back its
     /// pool.
     pub(crate) fn wait_until(&self, cond: impl Fn() -> bool) {

@@ -324,10 +324,10 @@ where
 {
     fn next_batch_size(&mut self) -> usize {
         let ns = self.crew.stages.ns_per_item.load(Relaxed);
-        self.batch = if ns == 0 {
-            (self.batch * 2).min(self.max_batch)
-        } else {
-            ((TARGET_BATCH_NS / ns) as usize).clamp(1, self.max_batch)
+        self.batch = match TARGET_BATCH_NS.checked_div(ns) {
+            // No measurement yet: grow geometrically from 1.
+            None => (self.batch * 2).min(self.max_batch),
+            Some(n) => (n as usize).clamp(1, self.max_batch),
         };
         self.batch
     }

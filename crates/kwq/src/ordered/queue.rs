@@ -19,6 +19,9 @@ const MAX_BATCH: u64 = 32;
 
 type Outcome<T> = Result<T, Box<dyn Any + Send + 'static>>;
 
+/// One sub-queue (normal or high): a crew running the ordered stages.
+type SubQueue<T, F, O> = Arc<Crew<OrderedStages<T, F, O>>>;
+
 /// The stages of an ordered queue: `func` in parallel, then `ordered`
 /// drained in order by whichever runner finds the head DONE.
 pub(crate) struct OrderedStages<T, F, O> {
@@ -172,7 +175,7 @@ impl OrderedWorkqueueBuilder {
         if !(1..=1 << 32).contains(&self.max_in_flight) {
             return Err(BuildError::max_in_flight(self.max_in_flight));
         }
-        let sub = |high: bool| -> Result<Arc<Crew<OrderedStages<T, F, O>>>, BuildError> {
+        let sub = |high: bool| -> Result<SubQueue<T, F, O>, BuildError> {
             let name = if high {
                 format!("{}-high", self.name)
             } else {
@@ -248,8 +251,8 @@ where
     O: FnOnce(T) + Send + 'static,
 {
     name: Box<str>,
-    normal: Arc<Crew<OrderedStages<T, F, O>>>,
-    high: Option<Arc<Crew<OrderedStages<T, F, O>>>>,
+    normal: SubQueue<T, F, O>,
+    high: Option<SubQueue<T, F, O>>,
 }
 
 /// A boxed parallel stage.
@@ -359,7 +362,7 @@ where
         }
         let targets: Vec<u64> = self.crews().map(|c| c.ring.tail()).collect();
         for (c, target) in self.crews().zip(targets) {
-            c.waiters.wait_until(|| c.ring.released() >= target);
+            wait_released(c, target);
         }
         let mut panics = Vec::new();
         for c in self.crews() {
@@ -425,8 +428,15 @@ where
         s
     }
 
-    fn crews(&self) -> impl Iterator<Item = &Arc<Crew<OrderedStages<T, F, O>>>> {
+    fn crews(&self) -> impl Iterator<Item = &SubQueue<T, F, O>> {
         std::iter::once(&self.normal).chain(self.high.as_ref())
+    }
+}
+
+/// Waits until every item before `target` has been released.
+fn wait_released<S: Stages>(c: &Crew<S>, target: u64) {
+    if target > 0 {
+        c.waiters.wait_until(|| c.ring.is_released(target - 1));
     }
 }
 
@@ -486,8 +496,7 @@ where
         let inside_self = self.crews().any(|c| crew::inside(c.id));
         if !inside_self && !crate::sync::thread::panicking() {
             for c in self.crews() {
-                let target = c.ring.tail();
-                c.waiters.wait_until(|| c.ring.released() >= target);
+                wait_released(c, c.ring.tail());
                 c.quiesce();
             }
         }

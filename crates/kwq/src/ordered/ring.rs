@@ -341,6 +341,14 @@ impl<J, D> Ring<J, D> {
         }
     }
 
+    /// Has item `seq` been released? Reads the stamp (SeqCst), so it pairs
+    /// with the release swap in `try_drain` for waiters.
+    pub(crate) fn is_released(&self, seq: u64) -> bool {
+        // Stamps of one slot only grow, and FREE(seq + cap) is the first
+        // value after item `seq`'s lap.
+        self.slot(seq).stamp.load(SeqCst) >= free(seq + self.cap)
+    }
+
     /// Would `try_push` find room right now? (Advisory.)
     pub(crate) fn has_room(&self) -> bool {
         let t = self.tail.load(SeqCst);
@@ -442,8 +450,12 @@ impl<J, D> Ring<J, D> {
             };
             ordered(h, d);
             // Everything the item owned is gone: the slot may be reused.
-            slot.stamp.store(free(h + self.cap), Release);
+            // `released` first, so a flusher that sees the stamp sees it too.
+            // The SeqCst swap (one locked instruction on x86) is also the
+            // drain owner's half of the Dekker pair with `Waiters`: the
+            // caller's `released(h)` may then read the waiter count.
             self.released.store(h + 1, Release);
+            slot.stamp.swap(free(h + self.cap), SeqCst);
             out.items += 1;
             released(h);
             h += 1;
@@ -501,7 +513,7 @@ impl<J, D> Ring<J, D> {
     /// Consumer mode: is the head DONE?
     pub(crate) fn head_done(&self) -> bool {
         let h = self.head.load(Relaxed);
-        self.slot(h).stamp.load(Acquire) == done(h)
+        self.slot(h).stamp.load(SeqCst) == done(h)
     }
 
     /// The published head (next ordered stage to run).

@@ -3,4 +3,5 @@
 compile_error!("run the loom tests with debug assertions on: ci/loom.sh sets -C debug-assertions");
 
 mod loom_active;
+mod loom_ordered;
 mod loom_state;
