@@ -349,8 +349,8 @@ impl Runtime {
 
     /// A human-readable dump of every pool and busy workqueue (kernel
     /// `show_workqueue_state`): workers and what they execute (blocked or
-    /// not), worklist lengths, and per workqueue the active/max_active,
-    /// inactive and in-flight counts.
+    /// not), worklist lengths, and per workqueue how many of its items run,
+    /// its `max_active`, and its inactive and in-flight counts.
     pub fn dump(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "Showing kwq pools and busy workqueues:");
@@ -399,13 +399,14 @@ impl Runtime {
             if wq.colors.in_flight() == 0 || wq.is_dead() {
                 continue;
             }
-            let (active, inactive) = wq.admission.counts();
+            let (_, inactive) = wq.admission.counts();
+            let running = self.inner.running_on(wq.id).len();
             let _ = writeln!(
                 out,
-                "workqueue '{}' (pool {}): active={}/{} inactive={} in_flight={}{}",
+                "workqueue '{}' (pool {}): running={} max_active={} inactive={} in_flight={}{}",
                 wq.name(),
                 wq.pool.name(),
-                active,
+                running,
                 wq.admission.max_active(),
                 inactive,
                 wq.colors.in_flight(),

@@ -16,8 +16,10 @@ use crate::current::{self, Running, WorkerCtx};
 use crate::sync::atomic::{fence, Ordering::*};
 use crate::sync::{hint, Arc, Parker};
 use crate::task::{Payload, Task};
+use crate::work::WorkInner;
 use crate::work::{AfterRun, Start};
 use crate::workqueue::active::Defer;
+use crate::workqueue::WqInner;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// How many empty polls a worker makes before it parks.
@@ -175,6 +177,48 @@ fn process(pool: &Arc<Pool>, me: &WorkerShared, ctx: &WorkerCtx, task: Task) {
     }
 }
 
+/// Runs `body` as this worker's current item of `wq`: records it for the
+/// worker context and dumps, steps out of concurrency management for a
+/// CPU-intensive queue, and reports a panic naming the item. Returns the
+/// workqueue back for retirement.
+fn execute(
+    pool: &Arc<Pool>,
+    me: &WorkerShared,
+    ctx: &WorkerCtx,
+    wq: Arc<WqInner>,
+    work: Option<&Arc<WorkInner>>,
+    body: impl FnOnce() -> std::thread::Result<()>,
+) -> Arc<WqInner> {
+    let cpu_intensive = wq.flags.cpu_intensive;
+    me.cur_wq.store(wq.id, Relaxed);
+    if let Some(item) = work {
+        *me.cur_work.lock() = Some(item.clone());
+    }
+    ctx.set_running(Running {
+        wq,
+        work: work.cloned(),
+    });
+    if cpu_intensive {
+        me.blocked.store(true, Relaxed);
+        pool.enter_blocking();
+    }
+    let r = body();
+    if cpu_intensive {
+        pool.exit_blocking();
+        me.blocked.store(false, Relaxed);
+    }
+    let Running { wq, .. } = ctx.take_running().expect("worker context lost");
+    me.cur_wq.store(0, Relaxed);
+    if work.is_some() {
+        *me.cur_work.lock() = None;
+    }
+    if let Err(p) = r {
+        let name = work.map_or("<job>", |w| w.name());
+        pool.cfg.report_panic(name, wq.name(), p);
+    }
+    wq
+}
+
 fn run_job(pool: &Arc<Pool>, me: &WorkerShared, ctx: &WorkerCtx, task: Task) {
     let Task {
         payload: Payload::Job(f),
@@ -185,23 +229,9 @@ fn run_job(pool: &Arc<Pool>, me: &WorkerShared, ctx: &WorkerCtx, task: Task) {
     else {
         unreachable!("run_job takes jobs")
     };
-    let cpu_intensive = wq.flags.cpu_intensive;
-    me.cur_wq.store(wq.id, Relaxed);
-    ctx.set_running(Running { wq, work: None });
-    if cpu_intensive {
-        me.blocked.store(true, Relaxed);
-        pool.enter_blocking();
-    }
-    let r = catch_unwind(AssertUnwindSafe(f));
-    if cpu_intensive {
-        pool.exit_blocking();
-        me.blocked.store(false, Relaxed);
-    }
-    let Running { wq, .. } = ctx.take_running().expect("worker context lost");
-    me.cur_wq.store(0, Relaxed);
-    if let Err(p) = r {
-        pool.cfg.report_panic("<job>", wq.name(), p);
-    }
+    let wq = execute(pool, me, ctx, wq, None, || {
+        catch_unwind(AssertUnwindSafe(f))
+    });
     wq.retire_parts(color, admitted);
 }
 
@@ -217,28 +247,7 @@ fn run_work(pool: &Arc<Pool>, me: &WorkerShared, ctx: &WorkerCtx, mut task: Task
         else {
             unreachable!("run_work takes work items")
         };
-        let cpu_intensive = wq.flags.cpu_intensive;
-        me.cur_wq.store(wq.id, Relaxed);
-        *me.cur_work.lock() = Some(item.clone());
-        ctx.set_running(Running {
-            wq,
-            work: Some(item.clone()),
-        });
-        if cpu_intensive {
-            me.blocked.store(true, Relaxed);
-            pool.enter_blocking();
-        }
-        let r = item.execute();
-        if cpu_intensive {
-            pool.exit_blocking();
-            me.blocked.store(false, Relaxed);
-        }
-        let Running { wq, .. } = ctx.take_running().expect("worker context lost");
-        me.cur_wq.store(0, Relaxed);
-        *me.cur_work.lock() = None;
-        if let Err(p) = r {
-            pool.cfg.report_panic(item.name(), wq.name(), p);
-        }
+        let wq = execute(pool, me, ctx, wq, Some(&item), || item.execute());
         let after = item.end(seq, pool.id);
         wq.retire_parts(color, admitted);
         match after {
