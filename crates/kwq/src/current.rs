@@ -9,7 +9,8 @@
 //! its own items. Those would wait forever; kwq panics with a message naming
 //! the item and workqueue instead, as `RefCell` does for a double borrow.
 
-use crate::pool::Pool;
+use crate::pool::{Pool, WorkerShared};
+use crate::sync::atomic::Ordering::Relaxed;
 use crate::sync::{thread_local, Arc};
 use crate::work::WorkInner;
 use crate::workqueue::WqInner;
@@ -27,6 +28,7 @@ pub(crate) struct Running {
 /// else reaches it through the thread-local.
 pub(crate) struct WorkerCtx {
     pub(crate) pool: Arc<Pool>,
+    shared: Arc<WorkerShared>,
     running: Cell<Option<Running>>,
     /// Nesting depth of `blocking` (only the outermost level counts).
     blocking: Cell<u32>,
@@ -43,6 +45,29 @@ impl WorkerCtx {
         self.running.take()
     }
 
+    /// Steps out of the pool's concurrency management (`blocking`, a
+    /// CPU-intensive item). Nested calls only count depth, so a
+    /// `kwq::blocking` inside a CPU-intensive item does not uncount the
+    /// worker twice.
+    pub(crate) fn leave_running(&self) {
+        let depth = self.blocking.get();
+        self.blocking.set(depth + 1);
+        if depth == 0 {
+            self.shared.blocked.store(true, Relaxed);
+            self.pool.enter_blocking();
+        }
+    }
+
+    /// Undoes one [`leave_running`](Self::leave_running).
+    pub(crate) fn rejoin_running(&self) {
+        let depth = self.blocking.get() - 1;
+        self.blocking.set(depth);
+        if depth == 0 {
+            self.pool.exit_blocking();
+            self.shared.blocked.store(false, Relaxed);
+        }
+    }
+
     /// Looks at what the worker executes.
     fn peek<R>(&self, f: impl FnOnce(Option<&Running>) -> R) -> R {
         let r = self.running.take();
@@ -57,9 +82,10 @@ thread_local! {
 }
 
 /// Installs the worker context of the calling (worker) thread.
-pub(crate) fn install(pool: Arc<Pool>) -> Rc<WorkerCtx> {
+pub(crate) fn install(pool: Arc<Pool>, shared: Arc<WorkerShared>) -> Rc<WorkerCtx> {
     let ctx = Rc::new(WorkerCtx {
         pool,
+        shared,
         running: Cell::new(None),
         blocking: Cell::new(0),
     });
@@ -98,36 +124,27 @@ fn with<R>(f: impl FnOnce(Option<&WorkerCtx>) -> R) -> R {
 /// wq.flush();
 /// ```
 pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    struct Exit(Option<Arc<Pool>>);
-    impl Drop for Exit {
+    struct Rejoin(bool);
+    impl Drop for Rejoin {
         fn drop(&mut self) {
-            if let Some(pool) = self.0.take() {
-                CTX.with(|c| {
-                    if let Some(ctx) = c.borrow().as_ref() {
-                        ctx.blocking.set(ctx.blocking.get() - 1);
+            if self.0 {
+                with(|ctx| {
+                    if let Some(ctx) = ctx {
+                        ctx.rejoin_running();
                     }
                 });
-                pool.exit_blocking();
             }
         }
     }
-    let pool = CTX.with(|c| {
-        let c = c.borrow();
-        let ctx = c.as_ref()?;
-        let depth = ctx.blocking.get();
-        ctx.blocking.set(depth + 1);
-        if depth == 0 && ctx.peek(|r| r.is_some()) {
-            Some(ctx.pool.clone())
-        } else {
-            // Nested, or not executing an item: only count the depth.
-            ctx.blocking.set(depth);
-            None
+    // Only a worker executing an item counts for concurrency management.
+    let left = with(|ctx| match ctx {
+        Some(ctx) if ctx.peek(|r| r.is_some()) => {
+            ctx.leave_running();
+            true
         }
+        _ => false,
     });
-    if let Some(p) = &pool {
-        p.enter_blocking();
-    }
-    let _exit = Exit(pool);
+    let _rejoin = Rejoin(left);
     f()
 }
 

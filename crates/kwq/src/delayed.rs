@@ -99,6 +99,9 @@ impl DelayedWork {
     /// Like [`Work::flush`].
     pub fn flush(&self) -> bool {
         let item = &self.work.inner;
+        // What "pending at call time" means is fixed now, before firing: the
+        // fired instance may finish before we get to wait for it.
+        let at_call = item.state.load();
         let fire = {
             let mut slot = item.slot.lock();
             match slot.timer.take() {
@@ -109,7 +112,7 @@ impl DelayedWork {
         if let Some((seq, wq)) = fire {
             enqueue_or_abandon(&wq, item, seq);
         }
-        item.flush("DelayedWork::flush")
+        item.flush_from(at_call, "DelayedWork::flush")
     }
 }
 

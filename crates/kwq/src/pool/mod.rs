@@ -226,7 +226,10 @@ impl Pool {
             }
         }
         self.manager.store(false, Release);
-        // A worker created above starts idle; if work is waiting, wake it.
+        // Dekker with a submitter whose `manage` found the flag taken and
+        // returned: either it sees the flag cleared next time, or we see its
+        // task here. A worker created above starts idle; wake it if needed.
+        fence(SeqCst);
         if policy::need_more_worker(&self.snapshot()) {
             self.wake_one();
         }

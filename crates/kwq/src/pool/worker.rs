@@ -18,7 +18,6 @@ use crate::sync::{hint, Arc, Parker};
 use crate::task::{Payload, Task};
 use crate::work::WorkInner;
 use crate::work::{AfterRun, Start};
-use crate::workqueue::active::Defer;
 use crate::workqueue::WqInner;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -29,7 +28,7 @@ const SPIN_POLLS: u32 = 64;
 const SPIN_POLLS: u32 = 1;
 
 pub(super) fn main(pool: Arc<Pool>, me: Arc<WorkerShared>, parker: Parker) {
-    let ctx = current::install(pool.clone());
+    let ctx = current::install(pool.clone(), me.clone());
     if pool.attrs.highpri {
         crate::sync::raise_thread_priority();
     }
@@ -107,34 +106,40 @@ fn wait_woken(pool: &Pool, me: &Arc<WorkerShared>, parker: &Parker) -> bool {
             }
         }
     }
+    let mut timed_out = false;
     loop {
         if me.woken.load(Acquire) {
             return true;
         }
-        parker.park_timeout(pool.cfg.idle_timeout);
-        if me.woken.load(Acquire) {
-            return true;
-        }
-        let mut idle = pool.idle.lock();
-        if me.woken.load(Acquire) {
-            return true;
-        }
+        // The pool is torn down (`Pool::shutdown` sets `dying`, then unparks
+        // the idle list, so a worker that registered before it is woken and a
+        // worker that registers after it sees the flag here), or the idle
+        // timeout expired and the pool has too many idle workers: leave.
         let dying = pool.is_dying() && pool.worklist.is_empty();
-        // `park_timeout` may return early; that only makes the reaping
-        // check run sooner, and `too_many_workers` bounds what it removes.
-        if dying || policy::too_many_workers(&pool.snapshot()) {
-            if let Some(pos) = idle.iter().position(|w| Arc::ptr_eq(w, me)) {
-                idle.remove(pos);
-                pool.nr_idle.fetch_sub(1, SeqCst);
-                pool.nr_workers.fetch_sub(1, SeqCst);
-                return false;
+        if dying || timed_out {
+            let mut idle = pool.idle.lock();
+            if me.woken.load(Acquire) {
+                return true;
+            }
+            // `park_timeout` may return early; that only makes the reaping
+            // check run sooner, and `too_many_workers` bounds what it removes.
+            if dying || policy::too_many_workers(&pool.snapshot()) {
+                if let Some(pos) = idle.iter().position(|w| Arc::ptr_eq(w, me)) {
+                    idle.remove(pos);
+                    pool.nr_idle.fetch_sub(1, SeqCst);
+                    pool.nr_workers.fetch_sub(1, SeqCst);
+                    return false;
+                }
             }
         }
+        parker.park_timeout(pool.cfg.idle_timeout);
+        timed_out = true;
     }
 }
 
-/// Claims a `max_active` slot for a popped task; `None` if it was deferred
-/// to the inactive list or was stale.
+/// Drops a popped token whose instance was cancelled or superseded
+/// (retiring it); passes live ones through. `max_active` admission already
+/// happened when the task was queued (`WqInner::submit`).
 fn admit(task: Task) -> Option<Task> {
     if let Payload::Work { item, seq } = &task.payload {
         if !item.state.load().is_live(*seq) {
@@ -142,22 +147,7 @@ fn admit(task: Task) -> Option<Task> {
             return None;
         }
     }
-    if task.admitted || !task.wq.enforces_max_active() {
-        return Some(task);
-    }
-    if task.wq.admission.try_admit() {
-        let mut task = task;
-        task.admitted = true;
-        return Some(task);
-    }
-    let wq = task.wq.clone();
-    match wq.admission.defer(task) {
-        Defer::Admitted(mut t) => {
-            t.admitted = true;
-            Some(t)
-        }
-        Defer::Deferred => None,
-    }
+    Some(task)
 }
 
 /// `process_one_work`.
@@ -199,13 +189,11 @@ fn execute(
         work: work.cloned(),
     });
     if cpu_intensive {
-        me.blocked.store(true, Relaxed);
-        pool.enter_blocking();
+        ctx.leave_running();
     }
     let r = body();
     if cpu_intensive {
-        pool.exit_blocking();
-        me.blocked.store(false, Relaxed);
+        ctx.rejoin_running();
     }
     let Running { wq, .. } = ctx.take_running().expect("worker context lost");
     me.cur_wq.store(0, Relaxed);
@@ -248,14 +236,13 @@ fn run_work(pool: &Arc<Pool>, me: &WorkerShared, ctx: &WorkerCtx, mut task: Task
             unreachable!("run_work takes work items")
         };
         let wq = execute(pool, me, ctx, wq, Some(&item), || item.execute());
-        let after = item.end(seq, pool.id);
+        let after = item.end(seq, pool);
         wq.retire_parts(color, admitted);
         match after {
             AfterRun::Idle => return,
             AfterRun::RunNext(next) => task = next,
             AfterRun::Requeue(next) => {
-                let p = next.wq.pool.clone();
-                p.push(next);
+                next.wq.clone().admit_and_push(next);
                 return;
             }
         }

@@ -11,7 +11,8 @@ use crate::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use crate::sync::{Arc, Mutex};
 use loom::thread;
 
-/// Worker-side handling of a popped task `t` (mirrors `pool/worker.rs`).
+/// Queueing task `t` (`WqInner::submit`), then running whatever it and the
+/// retirements hand this thread (the worker side of `pool/worker.rs`).
 fn pop_and_run(adm: &Admission<u32>, t: u32, running: &AtomicUsize, order: &Mutex<Vec<u32>>) {
     let admitted = if adm.try_admit() {
         Some(t)

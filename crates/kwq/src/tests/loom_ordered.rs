@@ -22,7 +22,11 @@ fn worker(ring: &Ring<u64, u64>, order: &Mutex<Vec<u64>>, in_ordered: &AtomicUsi
         ring.after_complete();
         ring.try_drain(
             |seq, result| {
-                assert_eq!(in_ordered.fetch_add(1, SeqCst), 0, "two ordered stages at once");
+                assert_eq!(
+                    in_ordered.fetch_add(1, SeqCst),
+                    0,
+                    "two ordered stages at once"
+                );
                 assert_eq!(result, seq * 10, "result of another item");
                 order.lock().push(seq);
                 in_ordered.fetch_sub(1, SeqCst);

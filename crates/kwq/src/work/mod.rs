@@ -66,6 +66,7 @@
 pub(crate) mod state;
 
 use crate::current;
+use crate::pool::Pool;
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
 use crate::sync::{Arc, Condvar, Mutex};
 use crate::task::Task;
@@ -140,7 +141,8 @@ pub(crate) enum AfterRun {
     Idle,
     /// Run this parked instance now, on this worker.
     RunNext(Task),
-    /// This parked instance belongs to another pool: push it there.
+    /// This parked instance must be queued again (another pool, or no
+    /// `max_active` slot free right now): `WqInner::admit_and_push` it.
     Requeue(Task),
 }
 
@@ -188,7 +190,19 @@ impl WorkInner {
                 match self.state.transition_to_parked(seq) {
                     TransitionToParked::Parked => {
                         debug_assert!(slot.parked.is_none());
+                        // A parked instance cannot execute before the running
+                        // one ends, and that one holds a slot already: give
+                        // this slot back rather than let one item hold two
+                        // (the kernel counts both, which lets a blocked item's
+                        // own requeue starve the items it waits for). It is
+                        // admitted again when it is taken out in `end`.
+                        let mut task = task;
+                        let release = std::mem::take(&mut task.admitted).then(|| task.wq.clone());
                         slot.parked = Some(task);
+                        drop(slot);
+                        if let Some(wq) = release {
+                            wq.release_slot();
+                        }
                         Start::Parked
                     }
                     TransitionToParked::Run => Start::Run(task),
@@ -211,8 +225,8 @@ impl WorkInner {
     }
 
     /// Step 3 of the protocol: the run of instance `ran` ended on a worker of
-    /// pool `pool_id`.
-    pub(crate) fn end(&self, ran: u64, pool_id: usize) -> AfterRun {
+    /// `pool`.
+    pub(crate) fn end(&self, ran: u64, pool: &Arc<Pool>) -> AfterRun {
         loop {
             match self.state.transition_to_idle(ran) {
                 TransitionToIdle::Idle { done } => {
@@ -228,11 +242,21 @@ impl WorkInner {
                     if !self.state.load().is_parked() {
                         continue;
                     }
-                    let here = parked.wq.pool.id == pool_id;
-                    let _seq = self.state.transition_parked_to_running(here);
-                    let task = slot.parked.take().expect("checked above");
+                    // Run it next on this worker (as the kernel runs a
+                    // collided item) if it belongs to this pool and can get
+                    // a `max_active` slot now; otherwise queue it again.
+                    let wq = &parked.wq;
+                    let needs_slot = wq.enforces_max_active();
+                    let here =
+                        Arc::ptr_eq(&wq.pool, pool) && (!needs_slot || wq.admission.try_admit());
+                    let seq = self.state.transition_parked_to_running(here);
+                    let mut task = slot.parked.take().expect("checked above");
+                    task.admitted = here && needs_slot;
                     drop(slot);
-                    self.set_done(ran);
+                    // Everything older than the parked instance has finished
+                    // (`ran`, and any instance cancelled in between).
+                    debug_assert!(seq > ran);
+                    self.set_done(seq - 1);
                     return if here {
                         AfterRun::RunNext(task)
                     } else {
@@ -292,16 +316,22 @@ impl WorkInner {
     /// Wait for the newest instance (pending or running at call time) to
     /// finish. False if the item was idle.
     pub(crate) fn flush(self: &Arc<Self>, what: &str) -> bool {
-        let s = self.state.load();
+        self.flush_from(self.state.load(), what)
+    }
+
+    /// [`flush`](Self::flush) against a snapshot taken by the caller at the
+    /// moment that defines "pending or running at call time".
+    pub(crate) fn flush_from(self: &Arc<Self>, s: state::Snapshot, what: &str) -> bool {
         if !s.is_pending() && !s.is_running() {
             return false;
         }
         current::check_flush_work(self, what);
+        // An instance was pending or running at call time: the answer is
+        // `true` even if it has finished by now (WQ-9: false only if idle).
         let target = s.seq();
-        if self.done.load(SeqCst) >= target {
-            return false;
+        if self.done.load(SeqCst) < target {
+            self.wait_until(|| self.done.load(SeqCst) >= target);
         }
-        self.wait_until(|| self.done.load(SeqCst) >= target);
         true
     }
 

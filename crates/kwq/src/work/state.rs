@@ -260,7 +260,11 @@ impl State {
             if s.is_parked() {
                 (None, TransitionToIdle::Parked)
             } else {
-                let done = if s.is_pending() { ran } else { s.seq() };
+                // A pending instance is the newest (`seq`); every older one —
+                // the one that just ran and any cancelled or superseded in
+                // between — has finished.
+                let done = if s.is_pending() { s.seq() - 1 } else { s.seq() };
+                let _ = ran;
                 (Some(s.with(0, RUNNING_W)), TransitionToIdle::Idle { done })
             }
         })
@@ -397,6 +401,18 @@ mod tests {
             }
         );
         // the run of 1 ends; instance 2 was cancelled, so everything up to 2 is done
+        assert_eq!(s.transition_to_idle(1), TransitionToIdle::Idle { done: 2 });
+    }
+
+    #[test]
+    fn done_skips_cancelled_instances_below_the_pending_one() {
+        let s = State::new();
+        let _ = s.transition_to_pending(); // 1
+        assert_eq!(s.transition_to_running(1), TransitionToRunning::Run);
+        let _ = s.transition_to_pending(); // 2, then cancelled
+        let _ = s.transition_to_canceled();
+        let _ = s.transition_to_pending(); // 3 pending
+                                           // 1 ran, 2 was cancelled: a flusher of 2 must be released now
         assert_eq!(s.transition_to_idle(1), TransitionToIdle::Idle { done: 2 });
     }
 

@@ -2,15 +2,16 @@
 //!
 //! # Admission (`max_active`, WQ-7, WQ-8)
 //!
-//! The kernel counts an item as *active* from the moment it is put on the
-//! pool worklist, and parks the excess on the pwq's inactive list at queue
-//! time. kwq decides at *start* time instead, so that the submission path
-//! touches no per-workqueue lock however far the submitter runs ahead: a
-//! worker that pops a task asks [`Admission::try_admit`]; a task that cannot
-//! be admitted goes to the workqueue's inactive FIFO ([`Admission::defer`]),
-//! and a retiring task hands its slot to the oldest inactive one
-//! ([`Admission::retire`]), which is pushed back onto the worklist already
-//! admitted.
+//! As in the kernel, an item is admitted (counted as active) when it is
+//! queued, in queueing order: `WqInner::submit` asks [`Admission::try_admit`]
+//! and puts a task that gets no slot on the workqueue's inactive FIFO
+//! ([`Admission::defer`]); a retiring task hands its slot to the oldest
+//! inactive one ([`Admission::retire`]), which is pushed onto the worklist
+//! already admitted. (Admitting at *start* time instead would let two
+//! workers that popped consecutive tasks of an ordered queue race for the
+//! slot, starting the later one first.) When `max_active` cannot bind —
+//! it is at least the pool's worker cap, the default — the word is skipped
+//! altogether and the submit path never touches it.
 //!
 //! One atomic word holds both counters, so every decision sees a consistent
 //! pair:
@@ -21,7 +22,7 @@
 //!
 //! * `try_admit`: CAS `admitted += 1` only if `admitted < max_active` **and**
 //!   `inactive == 0` — a task never overtakes an inactive one, which keeps
-//!   FIFO order for ordered workqueues.
+//!   FIFO order.
 //! * `defer` (inactive lock held): CAS either `admitted += 1` (the slot freed
 //!   up meanwhile: run it) or `inactive += 1` and push to the back.
 //! * `retire`: `fetch_sub(1)` on `admitted`; if the old word showed inactive
@@ -33,8 +34,11 @@
 //! `defer`'s CAS sees the freed slot and admits; if `defer`'s comes first,
 //! `retire` sees `inactive > 0` and activates.
 //!
-//! A parked task (waiting for the previous run of its item) keeps its slot,
-//! as a collided item counts as active in the kernel.
+//! A parked task (waiting for the previous run of its item) gives its slot
+//! back and is admitted again when that run ends. The kernel counts a
+//! collided item as active, so one item can hold two slots while its first
+//! instance blocks — enough, with a small `max_active`, for a blocked item's
+//! own requeue to starve the item it is waiting for.
 //!
 //! # Flush colours (WQ-10)
 //!

@@ -32,7 +32,7 @@ use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
 use crate::sync::Arc;
 use crate::task::{Payload, Task};
 use crate::work::{Work, WorkInner};
-use active::{Admission, Colors};
+use active::{Admission, Colors, Defer};
 use std::time::{Duration, Instant};
 
 const DEAD: usize = 1;
@@ -76,9 +76,9 @@ impl WqInner {
     }
 
     /// Can `max_active` bind? Not when it is at least the pool's worker cap:
-    /// then no more than `max_active` items can execute anyway, and workers
-    /// skip the admission word entirely (tasks run without a slot, and
-    /// retire none).
+    /// then no more than `max_active` items can execute anyway, and queueing
+    /// skips the admission word entirely (tasks run without a slot, and
+    /// retire none), keeping the submit path free of it.
     pub(crate) fn enforces_max_active(&self) -> bool {
         self.admission.max_active() < self.pool.cfg.max_workers || self.admission.counts() != (0, 0)
     }
@@ -115,13 +115,39 @@ impl WqInner {
     /// Pushes a token for pending instance `seq` of `item`.
     pub(crate) fn enqueue_work(self: &Arc<Self>, item: Arc<WorkInner>, seq: u64) {
         item.last_wq.store(self.id, Release);
+        self.submit(Payload::Work { item, seq });
+    }
+
+    /// Counts a new task in the current flush colour and hands it to the
+    /// pool — or, when `max_active` can bind and no slot is free, to the
+    /// inactive list (kernel `__queue_work`). Admission happens here, in
+    /// queueing order, so that items start in that order (WQ-7, WQ-8).
+    pub(crate) fn submit(self: &Arc<Self>, payload: Payload) {
         let color = self.colors.get();
-        self.pool.push(Task {
-            payload: Payload::Work { item, seq },
+        self.admit_and_push(Task {
+            payload,
             wq: self.clone(),
             color,
             admitted: false,
         });
+    }
+
+    /// Admission (if `max_active` can bind) and hand-off of a counted task.
+    pub(crate) fn admit_and_push(&self, mut task: Task) {
+        if self.enforces_max_active() {
+            if self.admission.try_admit() {
+                task.admitted = true;
+            } else {
+                match self.admission.defer(task) {
+                    Defer::Admitted(t) => {
+                        task = t;
+                        task.admitted = true;
+                    }
+                    Defer::Deferred => return,
+                }
+            }
+        }
+        self.pool.push(task);
     }
 
     /// Retires a consumed task: gives back its `max_active` slot (activating
@@ -134,12 +160,17 @@ impl WqInner {
 
     pub(crate) fn retire_parts(&self, color: u8, admitted: bool) {
         if admitted {
-            for mut t in self.admission.retire() {
-                t.admitted = true;
-                self.pool.push(t);
-            }
+            self.release_slot();
         }
         self.colors.put(color);
+    }
+
+    /// Gives back one `max_active` slot, starting the oldest inactive task.
+    pub(crate) fn release_slot(&self) {
+        for mut t in self.admission.retire() {
+            t.admitted = true;
+            self.pool.push(t);
+        }
     }
 
     fn flush(&self, what: &str) {
@@ -367,13 +398,7 @@ impl Workqueue {
         if let Err(e) = self.inner.check_accepting() {
             return Err(Rejected::new(f, e));
         }
-        let color = self.inner.colors.get();
-        self.inner.pool.push(Task {
-            payload: Payload::Job(Box::new(f)),
-            wq: self.inner.clone(),
-            color,
-            admitted: false,
-        });
+        self.inner.submit(Payload::Job(Box::new(f)));
         Ok(())
     }
 
