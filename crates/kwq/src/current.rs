@@ -32,7 +32,16 @@ pub(crate) struct WorkerCtx {
     running: Cell<Option<Running>>,
     /// Nesting depth of `blocking` (only the outermost level counts).
     blocking: Cell<u32>,
+    /// Workqueue references of retired tasks, dropped in batches: every
+    /// queued job clones its workqueue's `Arc` on the submitting thread, and
+    /// dropping it here one by one would bounce that cache line between the
+    /// submitter and the workers on every job. A late drop only delays
+    /// freeing a workqueue that is already drained.
+    graveyard: RefCell<Vec<Arc<WqInner>>>,
 }
+
+/// Retired workqueue references a worker keeps before dropping them.
+const GRAVEYARD: usize = 64;
 
 impl WorkerCtx {
     /// Records what the worker is about to execute.
@@ -68,6 +77,20 @@ impl WorkerCtx {
         }
     }
 
+    /// Drops `wq` later, in a batch (see `graveyard`).
+    pub(crate) fn drop_later(&self, wq: Arc<WqInner>) {
+        let mut g = self.graveyard.borrow_mut();
+        if g.len() >= GRAVEYARD {
+            g.clear();
+        }
+        g.push(wq);
+    }
+
+    /// Drops every deferred reference now (before the worker sleeps).
+    pub(crate) fn drop_deferred(&self) {
+        self.graveyard.borrow_mut().clear();
+    }
+
     /// Looks at what the worker executes.
     fn peek<R>(&self, f: impl FnOnce(Option<&Running>) -> R) -> R {
         let r = self.running.take();
@@ -88,6 +111,7 @@ pub(crate) fn install(pool: Arc<Pool>, shared: Arc<WorkerShared>) -> Rc<WorkerCt
         shared,
         running: Cell::new(None),
         blocking: Cell::new(0),
+        graveyard: RefCell::new(Vec::with_capacity(GRAVEYARD)),
     });
     CTX.with(|c| *c.borrow_mut() = Some(ctx.clone()));
     ctx

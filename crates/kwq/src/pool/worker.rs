@@ -39,6 +39,7 @@ pub(super) fn main(pool: Arc<Pool>, me: Arc<WorkerShared>, parker: Parker) {
             pool.manage();
         }
         run_until_idle(&pool, &me, &ctx);
+        ctx.drop_deferred();
         go_idle(&pool, &me);
     }
     me.exited.store(true, Release);
@@ -221,6 +222,7 @@ fn run_job(pool: &Arc<Pool>, me: &WorkerShared, ctx: &WorkerCtx, task: Task) {
         catch_unwind(AssertUnwindSafe(f))
     });
     wq.retire_parts(color, admitted);
+    ctx.drop_later(wq);
 }
 
 /// Runs a started work item, then any parked instance handed over by `end`.
