@@ -113,6 +113,13 @@ impl Unparker {
 }
 
 /// The pool worklist: a lock-free FIFO.
+///
+/// Memory-ordering contract relied on by the pool's sleep/wake handshake
+/// (`pool/mod.rs`): `push` publishes the task with a SeqCst
+/// read-modify-write (crossbeam-deque's `Injector` advances its tail index
+/// with a SeqCst compare-exchange), and `is_empty` reads with SeqCst loads.
+/// The crossbeam-deque version is pinned to a minor release for this
+/// reason; re-check both when upgrading it.
 #[derive(Debug)]
 pub(crate) struct Fifo<T>(crossbeam_deque::Injector<T>);
 

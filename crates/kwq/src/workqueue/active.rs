@@ -44,20 +44,37 @@
 //!
 //! `flush()` must wait for every task queued before it and must not be held
 //! up by tasks queued after it. Each task is counted in one of two colours;
-//! a flusher flips the current colour and waits for the old colour's count
-//! to reach zero. Flushers are serialised, so a colour is only reused once
-//! its previous flusher has seen it drain. Colour and both counts share one
-//! word:
+//! a flusher flips the current colour and waits for everything counted in
+//! the old one. Flushers are serialised, and an *epoch* (the tasks queued
+//! between two flips) ends only at a flush that waits for it to drain.
+//!
+//! The submit side and the worker side count on different cache lines, so
+//! a stream of jobs does not bounce one line between the submitting thread
+//! and the workers:
 //!
 //! ```text
-//!   bit 63: current colour | bits 32..62: count of colour 1 | bits 0..31: count of colour 0
+//!   queued:      bit 63 = current colour | bits 0..62 = tasks ever queued   (submitters)
+//!   retired[c]:  tasks of colour c ever retired                              (workers)
 //! ```
 //!
-//! Queueing adds one to the count of the colour it *guesses* is current (a
-//! read-mostly hint) with a single `fetch_add`; the previous value tells the
-//! real colour, and a wrong guess is corrected by a second `fetch_add` that
-//! moves the unit across. In between, the old colour is over-counted by one,
-//! which can only make a flusher wait a moment longer, never return early.
+//! * Queueing: one `fetch_add(1)` on `queued`; the previous value gives the
+//!   task's colour, atomically with its count.
+//! * Flushing: `fetch_xor` the colour bit; the total at the flip, minus the
+//!   total at the previous flip, is the size of the epoch that just ended,
+//!   all of the old colour. Every earlier epoch of that colour was drained by
+//!   its own flush, so the flusher waits for `retired[old]` to reach
+//!   `expected[old]` — the running sum of those epoch sizes, kept under the
+//!   flusher lock.
+//! * Retiring: `fetch_add(1)` on `retired[c]`. A waiting flusher first
+//!   stores its goal, then sets the `WAITING` bit of `retired[old]` with a
+//!   `fetch_or` whose result tells whether the goal is already met; a
+//!   retirement whose `fetch_add` returns a value with `WAITING` set (and so
+//!   also sees the goal: release/acquire on the same word) wakes the flusher
+//!   when it is the one that reaches the goal. Both sides are
+//!   read-modify-writes of one location, totally ordered: no retirement can
+//!   miss a flusher, and no flusher can miss the last retirement.
+//!
+//! Counters are 63 and 64 bits wide: they do not wrap in practice.
 
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
 use crate::sync::{Condvar, Mutex};
@@ -201,99 +218,101 @@ impl<T> Admission<T> {
 }
 
 const COLOR_BIT: u64 = 1 << 63;
-const COUNT_ONE: [u64; 2] = [1, 1 << 32];
-const COUNT_MASK: [u64; 2] = [(1 << 32) - 1, ((1 << 31) - 1) << 32];
+const TOTAL_MASK: u64 = COLOR_BIT - 1;
+/// In `retired[c]`: a flusher waits for colour `c`.
+const WAITING: u64 = 1 << 63;
+const COUNT_MASK: u64 = WAITING - 1;
 
 fn color_of(w: u64) -> usize {
     (w >> 63) as usize
 }
 
-fn count_of(w: u64, c: usize) -> u64 {
-    (w & COUNT_MASK[c]) >> (32 * c as u32)
+/// What flushers remember between flushes (under `Colors::flusher`).
+#[derive(Debug, Default)]
+struct FlushBook {
+    /// `queued` total at the last flip.
+    last_flip_total: u64,
+    /// Per colour: tasks of all ended epochs of that colour.
+    expected: [u64; 2],
 }
 
-/// Flush-colour bookkeeping of one workqueue. `repr(C)`: `word` first (see
-/// `WqInner`).
+/// Flush-colour bookkeeping of one workqueue. `repr(C)`: `queued` first, so
+/// it shares the `Arc` header's cache line, which the submit side also
+/// writes (see `WqInner`).
 #[derive(Debug)]
 #[repr(C)]
 pub(crate) struct Colors {
-    word: AtomicU64,
-    /// Read-mostly copy of the current colour (only flushers write it).
-    hint: AtomicUsize,
-    /// Serialises flushers.
-    flusher: Mutex<()>,
-    /// Where flushers sleep; notified when a non-current colour drains.
+    queued: AtomicU64,
+    /// Per colour: `WAITING` bit | tasks ever retired.
+    retired: crossbeam_utils::CachePadded<[AtomicU64; 2]>,
+    /// The count a flusher waits for (meaningful while `WAITING` is set).
+    goal: [AtomicU64; 2],
+    flusher: Mutex<FlushBook>,
     drained: (Mutex<()>, Condvar),
 }
 
 impl Colors {
     pub(crate) fn new() -> Colors {
         Colors {
-            word: AtomicU64::new(0),
-            hint: AtomicUsize::new(0),
-            flusher: Mutex::new(()),
+            queued: AtomicU64::new(0),
+            retired: crossbeam_utils::CachePadded::new([AtomicU64::new(0), AtomicU64::new(0)]),
+            goal: [AtomicU64::new(0), AtomicU64::new(0)],
+            flusher: Mutex::new(FlushBook::default()),
             drained: (Mutex::new(()), Condvar::new()),
         }
     }
 
     /// Count a newly queued task; returns its colour.
     pub(crate) fn get(&self) -> u8 {
-        let guess = self.hint.load(Relaxed) & 1;
-        let prev = self.word.fetch_add(COUNT_ONE[guess], SeqCst);
-        let real = color_of(prev);
-        if real != guess {
-            self.word
-                .fetch_add(COUNT_ONE[real].wrapping_sub(COUNT_ONE[guess]), SeqCst);
-            // The unit sat in the old colour for a moment; if a flusher was
-            // waiting for that colour to drain, it may have just drained.
-            self.notify();
-        }
-        real as u8
+        color_of(self.queued.fetch_add(1, SeqCst)) as u8
     }
 
     /// Uncount a retired task.
     pub(crate) fn put(&self, color: u8) {
         let c = color as usize;
-        let prev = self.word.fetch_sub(COUNT_ONE[c], SeqCst);
-        debug_assert!(count_of(prev, c) > 0);
-        if count_of(prev, c) == 1 && color_of(prev) != c {
-            self.notify();
+        let prev = self.retired[c].fetch_add(1, AcqRel);
+        if prev & WAITING != 0 && (prev & COUNT_MASK) + 1 == self.goal[c].load(Relaxed) {
+            let _g = self.drained.0.lock();
+            self.drained.1.notify_all();
         }
     }
 
-    fn notify(&self) {
-        let _g = self.drained.0.lock();
-        self.drained.1.notify_all();
-    }
-
-    /// Has any flush flipped the colour since creation? (Tests only.)
+    /// Has any flush flipped the colour? (Tests only.)
     #[cfg(kwq_loom)]
     pub(crate) fn flipped(&self) -> bool {
-        self.hint.load(SeqCst) == 1
+        self.queued.load(SeqCst) & COLOR_BIT != 0
     }
 
-    /// Tasks counted and not yet retired, both colours.
+    /// Tasks counted and not yet retired (an upper bound while tasks are
+    /// being queued and retired concurrently).
     pub(crate) fn in_flight(&self) -> u64 {
-        let w = self.word.load(SeqCst);
-        count_of(w, 0) + count_of(w, 1)
+        let retired = (self.retired[0].load(SeqCst) & COUNT_MASK)
+            + (self.retired[1].load(SeqCst) & COUNT_MASK);
+        (self.queued.load(SeqCst) & TOTAL_MASK).saturating_sub(retired)
     }
 
     /// Wait until every task counted before this call has retired. `wait`
     /// wraps the sleeping part (a worker calls it inside `blocking`).
     pub(crate) fn flush(&self, wait: impl FnOnce(&dyn Fn())) {
-        let _serial = self.flusher.lock();
-        let prev = self.word.fetch_xor(COLOR_BIT, SeqCst);
+        let mut book = self.flusher.lock();
+        let prev = self.queued.fetch_xor(COLOR_BIT, SeqCst);
         let old = color_of(prev);
-        self.hint.store(old ^ 1, Relaxed);
-        if count_of(prev, old) == 0 {
-            return;
+        let total = prev & TOTAL_MASK;
+        book.expected[old] += total - book.last_flip_total;
+        book.last_flip_total = total;
+        let goal = book.expected[old];
+        self.goal[old].store(goal, Relaxed);
+        let now = self.retired[old].fetch_or(WAITING, AcqRel) & COUNT_MASK;
+        if now < goal {
+            wait(&|| {
+                let mut g = self.drained.0.lock();
+                while self.retired[old].load(Acquire) & COUNT_MASK < goal {
+                    g = self.drained.1.wait(g);
+                }
+            });
         }
-        wait(&|| {
-            let mut g = self.drained.0.lock();
-            while count_of(self.word.load(SeqCst), old) != 0 {
-                g = self.drained.1.wait(g);
-            }
-        });
+        self.retired[old].fetch_and(!WAITING, AcqRel);
+        drop(book);
     }
 }
 
@@ -303,16 +322,14 @@ mod tests {
 
     #[test]
     fn colors_count_and_flip() {
-        let c = Colors::new();
+        let c = std::sync::Arc::new(Colors::new());
         let a = c.get();
         assert_eq!(a, 0);
         assert_eq!(c.in_flight(), 1);
-        // flip with a task outstanding; flush must wait, so do it on a thread
-        let c = std::sync::Arc::new(c);
         let c2 = c.clone();
         let t = std::thread::spawn(move || c2.flush(|w| w()));
         // a task queued after the flip is not waited for
-        while c.hint.load(Relaxed) == 0 {
+        while c.queued.load(SeqCst) & COLOR_BIT == 0 {
             std::thread::yield_now();
         }
         let b = c.get();
@@ -325,14 +342,17 @@ mod tests {
     }
 
     #[test]
-    fn stale_guess_is_corrected() {
+    fn epochs_of_one_colour_accumulate() {
         let c = Colors::new();
-        c.flush(|w| w()); // current colour is now 1, hint too
-        c.hint.store(0, Relaxed); // force a wrong guess
-        let k = c.get();
-        assert_eq!(k, 1);
-        let w = c.word.load(SeqCst);
-        assert_eq!(count_of(w, 0), 0);
-        assert_eq!(count_of(w, 1), 1);
+        for round in 0..5u64 {
+            let k: Vec<u8> = (0..=round).map(|_| c.get()).collect();
+            for x in k {
+                c.put(x);
+            }
+            c.flush(|w| w()); // nothing in flight: returns at once
+        }
+        assert_eq!(c.in_flight(), 0);
+        let book = c.flusher.lock();
+        assert_eq!(book.expected[0] + book.expected[1], 15);
     }
 }
