@@ -255,23 +255,49 @@ impl<S: Stages> Crew<S> {
         }
     }
 
+    /// Claims one batch of parallel stages and runs it on the calling
+    /// thread — `func` of each item, then the ordered drain if the head is
+    /// ready — exactly as a runner does. False if nothing was claimable.
+    /// The caller must be inside a [`StageGuard`] of this crew.
+    fn run_batch(&self) -> bool {
+        let max = self.stages.max_claim(self);
+        let Some(claim) = self.ring.claim(max) else {
+            return false;
+        };
+        self.exec_hook();
+        for ticket in claim {
+            let job = self.ring.take_job(&ticket);
+            let done = self.stages.func(ticket.seq(), job);
+            self.ring.complete(ticket, done);
+        }
+        self.ring.after_complete();
+        self.stages.after_batch(self);
+        true
+    }
+
+    /// One batch from a runner (already inside its stage guard).
+    fn run_one_batch(&self) -> bool {
+        self.run_batch()
+    }
+
+    /// A producer waiting for room lends a hand: runs one batch of parallel
+    /// stages (and the ordered drain it enables) on its own thread, the way
+    /// the calling thread of oneTBB's `parallel_pipeline` participates.
+    /// On a small machine this keeps every core on stage work instead of one
+    /// of them parking the producer. False if nothing was claimable.
+    pub(crate) fn help_once(&self) -> bool {
+        let _stage = StageGuard::enter(self.id);
+        self.run_batch()
+    }
+
     /// The runner loop (body of runner `me`'s work function).
     fn run(&self, me: usize) {
         let _stage = StageGuard::enter(self.id);
         let bit = 1u64 << me;
         let mut polls = 0u32;
         loop {
-            let max = self.stages.max_claim(self);
-            if let Some(claim) = self.ring.claim(max) {
+            if self.run_one_batch() {
                 polls = 0;
-                self.exec_hook();
-                for ticket in claim {
-                    let job = self.ring.take_job(&ticket);
-                    let done = self.stages.func(ticket.seq(), job);
-                    self.ring.complete(ticket, done);
-                }
-                self.ring.after_complete();
-                self.stages.after_batch(self);
                 continue;
             }
             polls += 1;

@@ -309,10 +309,16 @@ where
     /// sub-queue; then both closures and everything they captured are
     /// dropped and the item's slot is released.
     ///
-    /// Blocks while `max_in_flight` items are in flight. The wait happens
-    /// inside [`crate::blocking`], so a kwq worker (of any queue on the same
-    /// pool) that queues here does not starve the pool: another worker
-    /// runs the stages that free the room.
+    /// When `max_in_flight` items are in flight, the caller first *helps*:
+    /// it claims a batch of queued items and runs their `func` (and any
+    /// `ordered` stages that become ready) on its own thread, as the calling
+    /// thread of oneTBB's `parallel_pipeline` does, so a producer that runs
+    /// ahead keeps its core busy with stage work. Only when every queued
+    /// item is already claimed does it sleep, inside [`crate::blocking`], so
+    /// a kwq worker (of any queue on the same pool) that queues here does
+    /// not starve the pool: another worker runs the stages that free the
+    /// room. Use [`try_queue`](Self::try_queue) to never run stages on the
+    /// calling thread.
     ///
     /// # Panics
     ///
@@ -482,7 +488,12 @@ where
                 crew.wq.name()
             );
         }
-        crew.waiters.wait_until(|| crew.ring.has_room());
+        // Full: run a batch of this queue's stages ourselves rather than
+        // sleep while the pool catches up; sleep only if nothing is left to
+        // claim (every queued item is already being worked on).
+        if !crew.help_once() {
+            crew.waiters.wait_until(|| crew.ring.has_room());
+        }
     }
 }
 
