@@ -19,6 +19,9 @@
 //!   workqueue with the same attributes. Pools are concurrency managed: they
 //!   keep about as many workers *running* as there are CPUs, and when a
 //!   worker blocks inside [`blocking`], another one takes over.
+//! * [`ordered`] is Btrfs's ordered work done safely: a parallel stage, an
+//!   in-order stage, then release, with bounded in-flight work, on the same
+//!   pools; also as an ordered parallel map over an iterator.
 //!
 //! ```
 //! use std::sync::atomic::{AtomicUsize, Ordering};
@@ -205,3 +208,9 @@ mod system {
 
 #[cfg(not(kwq_loom))]
 pub use system::{system, system_highpri, system_long, system_unbound};
+
+/// The README's Rust examples, compiled and run as doctests so they cannot
+/// drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

@@ -164,7 +164,9 @@ impl RuntimeInner {
     }
 }
 
-/// A set of worker pools (see the [module docs](self)).
+/// A set of worker pools. The global runtime, and what dropping a runtime
+/// does, are described in the crate's `runtime` module docs (README and
+/// `docs/design.md`).
 #[derive(Clone)]
 pub struct Runtime {
     pub(crate) inner: Arc<RuntimeInner>,

@@ -135,7 +135,7 @@ impl OrderedWorkqueueBuilder {
 
     /// Make the number of concurrently running parallel stages dynamic,
     /// between 1 and `max_active`, following the backlog (Btrfs `thresh`,
-    /// see [`thresh`](self) module notes): it grows while more than
+    /// see the `thresh` module notes): it grows while more than
     /// `thresh` items wait to start and shrinks below `thresh / 2`.
     /// `thresh(0)` uses Btrfs's default, 32.
     pub fn thresh(mut self, thresh: u64) -> Self {

@@ -209,7 +209,14 @@ impl WqInner {
 /// [`queue_fn`](Workqueue::queue_fn) (one-shot closures) and
 /// [`queue_delayed`](Workqueue::queue_delayed).
 ///
-/// See the [module docs](self) (`# Shutdown`) for what dropping it does.
+/// # Shutdown
+///
+/// Dropping a `Workqueue` drains it (kernel `destroy_workqueue`): it waits
+/// until every queued item, including items its own items queue meanwhile,
+/// has run, refuses queueing from anywhere else, then marks the queue
+/// destroyed. From inside one of its own items it cannot wait for itself:
+/// it marks the queue destroyed without draining and prints a warning.
+/// [`shutdown_timeout`](Workqueue::shutdown_timeout) bounds the wait.
 pub struct Workqueue {
     pub(crate) inner: Arc<WqInner>,
 }
