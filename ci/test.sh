@@ -32,5 +32,20 @@ cargo test --workspace
 echo "== model checker, every matrix cell (the heaviest are ignored in debug builds)"
 cargo test -p kwq-model --release -- --include-ignored
 
+echo "== benchmark smoke (release): every ordered run verifies its checksum"
+cargo build --release -p kwq-bench
+B=target/release/kwq-bench
+for impl in kwq kwq-iter; do
+    for rounds in 0 50; do
+        for inflight in 16 4096; do
+            "$B" ordered --impl "$impl" --items 50000 --rounds "$rounds" --inflight "$inflight" --threads 2 >/dev/null
+        done
+    done
+done
+"$B" spawn --impl kwq --items 200000 --threads 2 >/dev/null
+"$B" spawn --impl kwq-work --items 200000 --threads 2 >/dev/null
+"$B" latency --impl kwq --items 300 --interval-us 200 --warmup 20 --threads 2 >/dev/null
+echo "benchmark smoke: ok"
+
 echo "== loom"
 bash ci/loom.sh
