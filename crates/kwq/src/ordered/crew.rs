@@ -275,11 +275,6 @@ impl<S: Stages> Crew<S> {
         true
     }
 
-    /// One batch from a runner (already inside its stage guard).
-    fn run_one_batch(&self) -> bool {
-        self.run_batch()
-    }
-
     /// A producer waiting for room lends a hand: runs one batch of parallel
     /// stages (and the ordered drain it enables) on its own thread, the way
     /// the calling thread of oneTBB's `parallel_pipeline` participates.
@@ -296,7 +291,7 @@ impl<S: Stages> Crew<S> {
         let bit = 1u64 << me;
         let mut polls = 0u32;
         loop {
-            if self.run_one_batch() {
+            if self.run_batch() {
                 polls = 0;
                 continue;
             }

@@ -83,7 +83,7 @@ impl Item {
             }
             // `WorkInner::end`
             let next = loop {
-                match self.state.transition_to_idle(seq) {
+                match self.state.transition_to_idle() {
                     TransitionToIdle::Idle { .. } => break None,
                     TransitionToIdle::Parked => {
                         let mut slot = self.slot.lock();

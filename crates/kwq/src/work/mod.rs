@@ -228,7 +228,7 @@ impl WorkInner {
     /// `pool`.
     pub(crate) fn end(&self, ran: u64, pool: &Arc<Pool>) -> AfterRun {
         loop {
-            match self.state.transition_to_idle(ran) {
+            match self.state.transition_to_idle() {
                 TransitionToIdle::Idle { done } => {
                     self.set_done(done);
                     return AfterRun::Idle;

@@ -253,8 +253,8 @@ impl State {
         })
     }
 
-    /// Worker side: the run of instance `ran` ended.
-    pub(crate) fn transition_to_idle(&self, ran: u64) -> TransitionToIdle {
+    /// Worker side: the running instance's run ended.
+    pub(crate) fn transition_to_idle(&self) -> TransitionToIdle {
         self.fetch_update(|s| {
             debug_assert!(s.is_running(), "{s:?}");
             if s.is_parked() {
@@ -264,7 +264,6 @@ impl State {
                 // the one that just ran and any cancelled or superseded in
                 // between — has finished.
                 let done = if s.is_pending() { s.seq() - 1 } else { s.seq() };
-                let _ = ran;
                 (Some(s.with(0, RUNNING_W)), TransitionToIdle::Idle { done })
             }
         })
@@ -343,10 +342,10 @@ mod tests {
         );
         assert_eq!(s.transition_to_running(2), TransitionToRunning::Busy);
         assert_eq!(s.transition_to_parked(2), TransitionToParked::Parked);
-        assert_eq!(s.transition_to_idle(1), TransitionToIdle::Parked);
+        assert_eq!(s.transition_to_idle(), TransitionToIdle::Parked);
         assert_eq!(s.transition_parked_to_running(true), 2);
         assert!(s.load().is_running() && !s.load().is_pending());
-        assert_eq!(s.transition_to_idle(2), TransitionToIdle::Idle { done: 2 });
+        assert_eq!(s.transition_to_idle(), TransitionToIdle::Idle { done: 2 });
         assert_eq!(s.load().seq(), 2);
     }
 
@@ -401,7 +400,7 @@ mod tests {
             }
         );
         // the run of 1 ends; instance 2 was cancelled, so everything up to 2 is done
-        assert_eq!(s.transition_to_idle(1), TransitionToIdle::Idle { done: 2 });
+        assert_eq!(s.transition_to_idle(), TransitionToIdle::Idle { done: 2 });
     }
 
     #[test]
@@ -413,7 +412,7 @@ mod tests {
         let _ = s.transition_to_canceled();
         let _ = s.transition_to_pending(); // 3 pending
                                            // 1 ran, 2 was cancelled: a flusher of 2 must be released now
-        assert_eq!(s.transition_to_idle(1), TransitionToIdle::Idle { done: 2 });
+        assert_eq!(s.transition_to_idle(), TransitionToIdle::Idle { done: 2 });
     }
 
     #[test]
