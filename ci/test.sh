@@ -29,6 +29,21 @@ fi
 echo "== tests"
 cargo test --workspace
 
+echo "== unsafe code under valgrind memcheck (the inline job store; no Miri here)"
+if command -v valgrind >/dev/null; then
+    lib=$(cargo test -p kwq --lib --no-run --message-format=json 2>/dev/null |
+        python3 -c 'import json,sys
+for l in sys.stdin:
+    m = json.loads(l)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["lib"]:
+        print(m["executable"])')
+    valgrind -q --error-exitcode=9 --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
+        "$lib" job:: --test-threads=1 >/dev/null
+    echo "valgrind: ok"
+else
+    echo "valgrind not installed; skipped" >&2
+fi
+
 echo "== model checker, every matrix cell (the heaviest are ignored in debug builds)"
 cargo test -p kwq-model --release -- --include-ignored
 

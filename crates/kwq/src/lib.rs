@@ -108,6 +108,8 @@ mod delayed;
 #[cfg(not(kwq_loom))]
 mod error;
 #[cfg(not(kwq_loom))]
+mod job;
+#[cfg(not(kwq_loom))]
 pub mod ordered;
 #[cfg(not(kwq_loom))]
 pub mod pool;

@@ -7,17 +7,15 @@
 //! counted under; the worker that consumes it — by running it or by dropping
 //! it as stale — *retires* it on that workqueue exactly once.
 
+use crate::job::Job;
 use crate::sync::Arc;
 use crate::work::WorkInner;
 use crate::workqueue::WqInner;
 
-/// A boxed one-shot job.
-pub(crate) type Job = Box<dyn FnOnce() + Send + 'static>;
-
 pub(crate) enum Payload {
     /// Instance `seq` of a persistent work item.
     Work { item: Arc<WorkInner>, seq: u64 },
-    /// A one-shot closure.
+    /// A one-shot closure (stored inline when small; see [`Job`]).
     Job(Job),
 }
 

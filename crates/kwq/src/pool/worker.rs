@@ -219,7 +219,7 @@ fn run_job(pool: &Arc<Pool>, me: &WorkerShared, ctx: &WorkerCtx, task: Task) {
         unreachable!("run_job takes jobs")
     };
     let wq = execute(pool, me, ctx, wq, None, || {
-        catch_unwind(AssertUnwindSafe(f))
+        catch_unwind(AssertUnwindSafe(|| f.run()))
     });
     wq.retire_parts(color, admitted);
     ctx.drop_later(wq);

@@ -405,7 +405,7 @@ impl Workqueue {
         if let Err(e) = self.inner.check_accepting() {
             return Err(Rejected::new(f, e));
         }
-        self.inner.submit(Payload::Job(Box::new(f)));
+        self.inner.submit(Payload::Job(crate::job::Job::new(f)));
         Ok(())
     }
 

@@ -374,6 +374,77 @@ fn queue_fn_runs_each_job_once() {
     }
 }
 
+/// Jobs are stored inline when they capture at most three words and boxed
+/// otherwise: every size and alignment runs once, sees its captures intact,
+/// and drops them exactly once — including jobs that panic.
+#[test]
+fn queue_fn_closures_of_every_size_run_and_drop_once() {
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+    #[repr(align(64))]
+    struct Aligned([u8; 64]);
+    let (rt, reports) = Reports::runtime(2);
+    let wq = wq_on(&rt, "job-sizes").build().unwrap();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let sum = Arc::new(AtomicUsize::new(0));
+    let mut expect_sum = 0;
+    let jobs = 200;
+    for k in 0..jobs {
+        let c = Counted(drops.clone());
+        let s = sum.clone();
+        match k % 5 {
+            // Two words: inline.
+            0 => wq.queue_fn(move || {
+                let _c = &c;
+                s.fetch_add(1, SeqCst);
+            }),
+            // Three words: inline, exactly full.
+            1 => wq.queue_fn(move || {
+                let _c = &c;
+                s.fetch_add(k, SeqCst);
+            }),
+            // Eight words: boxed.
+            2 => {
+                let pad = [k; 6];
+                wq.queue_fn(move || {
+                    let _c = &c;
+                    s.fetch_add(pad.iter().sum::<usize>() / 6, SeqCst);
+                })
+            }
+            // Over-aligned: boxed, and still aligned where it runs.
+            3 => {
+                let a = Aligned([k as u8; 64]);
+                wq.queue_fn(move || {
+                    let _c = &c;
+                    assert_eq!(&a as *const Aligned as usize % 64, 0);
+                    assert!(a.0.iter().all(|&b| b == k as u8));
+                    s.fetch_add(1, SeqCst);
+                })
+            }
+            // Panics after counting; its captures are still dropped once.
+            _ => wq.queue_fn(move || {
+                let _c = &c;
+                s.fetch_add(1, SeqCst);
+                panic!("job {k} panics on purpose");
+            }),
+        };
+        expect_sum += match k % 5 {
+            1 | 2 => k,
+            _ => 1,
+        };
+    }
+    wq.flush();
+    assert_eq!(sum.load(SeqCst), expect_sum);
+    assert_eq!(drops.load(SeqCst), jobs);
+    let panics = reports.all();
+    assert_eq!(panics.len(), jobs / 5);
+    assert!(panics.iter().all(|p| p.work == "<job>" && p.workqueue == "job-sizes"));
+}
+
 /// Builder validation: each invalid setting is a `BuildError` with a clear
 /// message.
 #[test]
