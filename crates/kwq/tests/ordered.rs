@@ -570,6 +570,53 @@ fn ordered_map_reraises_panics_in_order() {
     assert_eq!(*got, (0..got.len() as u64).collect::<Vec<_>>());
 }
 
+/// Internal iteration (`fold`, which `for_each`, `sum`, ... use) batches the
+/// yield loop: it must agree with `next`, continue correctly after some
+/// `next` calls, and re-raise a panic of `f` only after sinking every
+/// earlier item, in order.
+#[test]
+fn ordered_map_fold_matches_next_and_reraises_in_order() {
+    let rt = rt(2);
+    let build = |n: u64| {
+        OrderedMapBuilder::new()
+            .runtime(&rt)
+            .max_in_flight(512)
+            .map(0..n, |x| x.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .unwrap()
+    };
+    let expect: Vec<u64> = (0..30_000u64)
+        .map(|x| x.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .collect();
+    let folded = build(30_000).fold(Vec::new(), |mut v, y| {
+        v.push(y);
+        v
+    });
+    assert_eq!(folded, expect);
+    // Mixed: a few `next` calls (leaving a batch half consumed), then fold.
+    let mut it = build(30_000);
+    let mut mixed: Vec<u64> = it.by_ref().take(1234).collect();
+    it.for_each(|y| mixed.push(y));
+    assert_eq!(mixed, expect);
+    // A panic in `f`: everything before its batch was sunk, in order.
+    let sunk = Arc::new(Mutex::new(Vec::new()));
+    let s = sunk.clone();
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        OrderedMapBuilder::new()
+            .runtime(&rt)
+            .max_in_flight(512)
+            .map(0..20_000u64, |x| {
+                assert!(x != 12_345, "boom at 12345");
+                x
+            })
+            .unwrap()
+            .for_each(|y| s.lock().unwrap().push(y));
+    }));
+    assert!(r.is_err());
+    let sunk = sunk.lock().unwrap();
+    assert!(sunk.len() <= 12_345);
+    assert_eq!(*sunk, (0..sunk.len() as u64).collect::<Vec<_>>());
+}
+
 #[test]
 fn ordered_map_early_drop_stops() {
     let rt = rt(2);

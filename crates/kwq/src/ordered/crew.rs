@@ -46,8 +46,7 @@ pub(crate) const MAX_RUNNERS: usize = 64;
 /// Empty polls a runner makes before it goes idle.
 const SPIN_POLLS: u32 = 48;
 
-/// Wake another runner when the unclaimed backlog exceeds this many items
-/// per active runner.
+/// Default for [`Stages::WAKE_BACKLOG`].
 const WAKE_BACKLOG: u64 = 64;
 
 /// The stages a crew runs; implemented by the ordered queue and by the
@@ -57,6 +56,10 @@ pub(crate) trait Stages: Send + Sync + Sized + 'static {
     type Job: Send + 'static;
     /// What the parallel stage leaves in the slot for the ordered stage.
     type Done: Send + 'static;
+    /// Wake another runner when the unclaimed backlog exceeds this many
+    /// ring items per active runner (an item of the iterator front end is
+    /// a whole batch, so it wants 1).
+    const WAKE_BACKLOG: u64 = WAKE_BACKLOG;
     /// How many items one claim may take.
     fn max_claim(&self, crew: &Crew<Self>) -> u64;
     /// The parallel stage (`func`). Must not unwind.
@@ -231,7 +234,7 @@ impl<S: Stages> Crew<S> {
         let active = cur as u64 - u64::from(idle_wanted.count_ones());
         if active > 0 {
             let backlog = (seq + 1).saturating_sub(self.ring.claimed());
-            if backlog <= WAKE_BACKLOG * active {
+            if backlog <= S::WAKE_BACKLOG * active {
                 return;
             }
         }

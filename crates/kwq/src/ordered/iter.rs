@@ -66,6 +66,7 @@ where
 {
     type Job = Vec<X>;
     type Done = Outcome<U>;
+    const WAKE_BACKLOG: u64 = 1;
 
     fn max_claim(&self, _crew: &Crew<Self>) -> u64 {
         1
@@ -367,6 +368,31 @@ where
         crew.ring.after_complete();
         true
     }
+
+    /// With `current` used up: makes the next batch of outputs current,
+    /// pulling input, mapping and waiting as needed. False at the end.
+    /// Re-raises a panic of `f` from that batch.
+    fn refill(&mut self) -> bool {
+        loop {
+            self.fill();
+            if self.popped == self.pushed {
+                debug_assert!(self.exhausted);
+                return false;
+            }
+            if let Some(out) = self.crew.ring.pop_done() {
+                self.popped += 1;
+                match out {
+                    Ok(v) => self.current = v.into_iter(),
+                    Err(p) => resume_unwind(p),
+                }
+                return true;
+            }
+            if !self.help() {
+                let ring = &self.crew.ring;
+                self.crew.waiters.wait_until(|| ring.head_done());
+            }
+        }
+    }
 }
 
 impl<I, Fun, U> Iterator for OrderedMap<I, Fun, U>
@@ -383,22 +409,25 @@ where
             if let Some(u) = self.current.next() {
                 return Some(u);
             }
-            self.fill();
-            if self.popped == self.pushed {
-                debug_assert!(self.exhausted);
+            if !self.refill() {
                 return None;
             }
-            if let Some(out) = self.crew.ring.pop_done() {
-                self.popped += 1;
-                match out {
-                    Ok(v) => self.current = v.into_iter(),
-                    Err(p) => resume_unwind(p),
-                }
-                continue;
-            }
-            if !self.help() {
-                let ring = &self.crew.ring;
-                self.crew.waiters.wait_until(|| ring.head_done());
+        }
+    }
+
+    /// Internal iteration (`for_each`, `sum`, `collect` into most
+    /// containers, ...) folds each batch with a tight loop instead of one
+    /// `next` call per item: the calling thread is the serial part of the
+    /// pipeline, so its per-item cost bounds the throughput of cheap maps.
+    fn fold<B, G>(mut self, init: B, mut g: G) -> B
+    where
+        G: FnMut(B, U) -> B,
+    {
+        let mut acc = init;
+        loop {
+            acc = (&mut self.current).fold(acc, &mut g);
+            if !self.refill() {
+                return acc;
             }
         }
     }

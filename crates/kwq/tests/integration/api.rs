@@ -442,7 +442,9 @@ fn queue_fn_closures_of_every_size_run_and_drop_once() {
     assert_eq!(drops.load(SeqCst), jobs);
     let panics = reports.all();
     assert_eq!(panics.len(), jobs / 5);
-    assert!(panics.iter().all(|p| p.work == "<job>" && p.workqueue == "job-sizes"));
+    assert!(panics
+        .iter()
+        .all(|p| p.work == "<job>" && p.workqueue == "job-sizes"));
 }
 
 /// Builder validation: each invalid setting is a `BuildError` with a clear
