@@ -384,6 +384,10 @@ impl Workqueue {
     /// Queues a one-shot closure. Returns `false` (dropping the closure, with
     /// a warning on stderr) if the queue refuses work; see
     /// [`try_queue_fn`](Workqueue::try_queue_fn).
+    ///
+    /// A closure that captures at most three words (say an `Arc`, a
+    /// reference and an index) is stored in the worklist slot itself, with no
+    /// heap allocation; a larger one is boxed.
     pub fn queue_fn<F>(&self, f: F) -> bool
     where
         F: FnOnce() + Send + 'static,
