@@ -155,6 +155,10 @@ mod active;
 #[path = "ordered/ring.rs"]
 mod ordered_ring;
 #[cfg(kwq_loom)]
+#[allow(dead_code)]
+#[path = "ordered/waiters.rs"]
+mod ordered_waiters;
+#[cfg(kwq_loom)]
 mod tests;
 
 #[cfg(not(kwq_loom))]

@@ -35,8 +35,9 @@
 
 use super::ring::Ring;
 use super::thresh::Thresh;
-use crate::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering::*};
-use crate::sync::{hint, thread, thread_local, Arc, Condvar, Mutex, Weak};
+pub(crate) use super::waiters::Waiters;
+use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
+use crate::sync::{hint, thread, thread_local, Arc, Weak};
 use crate::{Work, Workqueue};
 use std::cell::Cell;
 
@@ -66,54 +67,6 @@ pub(crate) trait Stages: Send + Sync + Sized + 'static {
     fn func(&self, seq: u64, job: Self::Job) -> Self::Done;
     /// Called after a runner completed a batch (DONE stored and fenced).
     fn after_batch(&self, crew: &Crew<Self>);
-}
-
-/// Threads blocked until some ring condition holds (room for a producer,
-/// a flush target, a DONE head for a consumer).
-#[derive(Debug, Default)]
-pub(crate) struct Waiters {
-    count: AtomicUsize,
-    lock: Mutex<()>,
-    cv: Condvar,
-}
-
-impl Waiters {
-    /// Wakes every waiter after a state change. The change must be a
-    /// SeqCst read-modify-write, or be followed by a SeqCst fence, before
-    /// the call: that is the notifier's half of the Dekker pair with
-    /// `wait_until` (count, fence, condition).
-    pub(crate) fn notify(&self) {
-        if self.count.load(SeqCst) != 0 {
-            let _g = self.lock.lock();
-            self.cv.notify_all();
-        }
-    }
-
-    /// Returns once `cond()` holds; `cond` must read the state it waits
-    /// for with SeqCst loads. Spins briefly, then sleeps inside
-    /// [`crate::blocking`], so a worker waiting here does not hold back its
-    /// pool.
-    pub(crate) fn wait_until(&self, cond: impl Fn() -> bool) {
-        for i in 0..64 {
-            if cond() {
-                return;
-            }
-            if i < 32 {
-                hint::spin_loop();
-            } else {
-                thread::yield_now();
-            }
-        }
-        self.count.fetch_add(1, SeqCst);
-        fence(SeqCst);
-        crate::blocking(|| {
-            let mut g = self.lock.lock();
-            while !cond() {
-                g = self.cv.wait(g);
-            }
-        });
-        self.count.fetch_sub(1, SeqCst);
-    }
 }
 
 thread_local! {
@@ -366,7 +319,7 @@ impl<S: Stages> Crew<S> {
             self.idle.load(Relaxed),
             self.current_active(),
             self.limit,
-            self.waiters.count.load(Relaxed),
+            self.waiters.count(),
         )
     }
 }

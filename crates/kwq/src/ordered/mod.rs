@@ -117,6 +117,7 @@ mod iter;
 mod queue;
 pub(crate) mod ring;
 mod thresh;
+pub(crate) mod waiters;
 
 pub use error::{BuildError, FlushError, Stage, StagePanic, TryQueueError};
 pub use iter::{

@@ -165,3 +165,9 @@ pub(crate) fn raise_thread_priority() {
 
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn raise_thread_priority() {}
+
+/// Marks a point that relies on a preceding SeqCst read-modify-write to
+/// order the SeqCst loads after it (see the module docs). Compiles to
+/// nothing: the C++20 total order of SeqCst operations already does it.
+#[inline(always)]
+pub(crate) fn fence_after_seqcst_rmw() {}

@@ -5,3 +5,4 @@ compile_error!("run the loom tests with debug assertions on: ci/loom.sh sets -C 
 mod loom_active;
 mod loom_ordered;
 mod loom_state;
+mod loom_waiters;

@@ -1,0 +1,98 @@
+//! Loom model of the waiters' handshake (`ordered/waiters.rs`) against the
+//! ordered ring's real state changes: a producer waiting for room, a
+//! flusher waiting for a release and the iterator's consumer waiting for a
+//! DONE head are always woken — a lost wake-up shows up as a loom deadlock
+//! (every thread blocked).
+//!
+//! Run with `ci/loom.sh loom_waiters`.
+
+use crate::ordered_ring::Ring;
+use crate::ordered_waiters::Waiters;
+use crate::sync::Arc;
+use loom::thread;
+
+/// A ring of one slot whose only item is DONE, waiting for its drain.
+fn done_ring() -> Arc<Ring<u64, u64>> {
+    let ring = Arc::new(Ring::<u64, u64>::new(1));
+    assert!(ring.try_push(7).is_ok());
+    let claim = ring.claim(1).unwrap();
+    for t in claim {
+        let job = ring.take_job(&t);
+        ring.complete(t, job);
+    }
+    ring.after_complete();
+    ring
+}
+
+/// The drain releases the slot and notifies (as `ordered::queue::drain`
+/// does after every release).
+fn spawn_drainer(ring: &Arc<Ring<u64, u64>>, w: &Arc<Waiters>) -> thread::JoinHandle<()> {
+    let (ring, w) = (ring.clone(), w.clone());
+    thread::spawn(move || {
+        let d = ring.try_drain(|_, _| {}, |_| w.notify());
+        assert_eq!(d.items, 1);
+    })
+}
+
+#[test]
+fn producer_waiting_for_room_is_woken_by_the_release() {
+    loom::model(|| {
+        let ring = done_ring();
+        let w = Arc::new(Waiters::default());
+        let producer = {
+            let (ring, w) = (ring.clone(), w.clone());
+            thread::spawn(move || {
+                w.wait_until(|| ring.has_room());
+                assert!(ring.try_push(8).is_ok(), "woken without room");
+            })
+        };
+        let drainer = spawn_drainer(&ring, &w);
+        producer.join().unwrap();
+        drainer.join().unwrap();
+    });
+}
+
+#[test]
+fn flusher_waiting_for_a_release_is_woken() {
+    loom::model(|| {
+        let ring = done_ring();
+        let w = Arc::new(Waiters::default());
+        let flusher = {
+            let (ring, w) = (ring.clone(), w.clone());
+            thread::spawn(move || {
+                w.wait_until(|| ring.is_released(0));
+                assert_eq!(ring.released(), 1);
+            })
+        };
+        let drainer = spawn_drainer(&ring, &w);
+        flusher.join().unwrap();
+        drainer.join().unwrap();
+    });
+}
+
+#[test]
+fn consumer_waiting_for_its_head_is_woken_by_the_completion() {
+    // The iterator front end: a runner completes the head batch, fences
+    // (`after_complete`) and notifies (`after_batch`); the calling thread
+    // waits for `head_done` and pops it.
+    loom::model(|| {
+        let ring = Arc::new(Ring::<u64, u64>::new(2));
+        assert!(ring.try_push(3).is_ok());
+        let w = Arc::new(Waiters::default());
+        let runner = {
+            let (ring, w) = (ring.clone(), w.clone());
+            thread::spawn(move || {
+                let claim = ring.claim(1).unwrap();
+                for t in claim {
+                    let job = ring.take_job(&t);
+                    ring.complete(t, job * 2);
+                }
+                ring.after_complete();
+                w.notify();
+            })
+        };
+        w.wait_until(|| ring.head_done());
+        assert_eq!(ring.pop_done(), Some(6));
+        runner.join().unwrap();
+    });
+}
