@@ -152,6 +152,10 @@ mod work {
 mod active;
 #[cfg(kwq_loom)]
 #[allow(dead_code)]
+#[path = "ordered/idle.rs"]
+mod ordered_idle;
+#[cfg(kwq_loom)]
+#[allow(dead_code)]
 #[path = "ordered/ring.rs"]
 mod ordered_ring;
 #[cfg(kwq_loom)]

@@ -8,31 +8,15 @@
 //!
 //! # Fields and who may touch them
 //!
-//! * `idle` — A: bit `i` set ⇔ runner `i` is idle (not queued, not
-//!   running its loop). Cleared by whoever wakes it (and then queues it),
-//!   set by the runner itself when it leaves its loop.
+//! * `idle` — A: which runners are idle, and the producer/runner handshake
+//!   that keeps an item from being stranded ([`Idle`], `ordered/idle.rs`).
 //! * `current_active` — A: how many runners may be woken (`1..=limit`);
 //!   changed only by the threshold hook (under the thresh lock), mirrored
 //!   into the workqueue's `max_active` (BT-5).
 //! * `runners`, `limit`, `wq` — I.
-//!
-//! # Protocol: idle handshake (no stranded item)
-//!
-//! ```text
-//!   producer                              runner i leaving its loop
-//!   --------                              -------------------------
-//!   store QUEUED(t)        (SeqCst)       idle.fetch_or(bit i)          (SeqCst)
-//!   m = idle.load()        (SeqCst)       if ring.has_claimable()       (SeqCst)
-//!   if an idle runner is wanted:              if idle.fetch_and(!bit i) had bit i:
-//!       clear its bit, queue its Work              continue the loop
-//!                                             (else somebody queued us: we run again)
-//! ```
-//!
-//! Either the producer sees runner `i` idle (and wakes one if no runner is
-//! active), or runner `i`'s re-check sees the item. A producer that sees an
-//! active runner and a short backlog does not wake another: the active one
-//! re-checks before it leaves.
 
+use super::idle::Idle;
+pub(crate) use super::idle::MAX_RUNNERS;
 use super::ring::Ring;
 use super::thresh::Thresh;
 pub(crate) use super::waiters::Waiters;
@@ -40,9 +24,6 @@ use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
 use crate::sync::{hint, thread, thread_local, Arc, Weak};
 use crate::{Work, Workqueue};
 use std::cell::Cell;
-
-/// Runners per queue at most (one bit each in `idle`).
-pub(crate) const MAX_RUNNERS: usize = 64;
 
 /// Empty polls a runner makes before it goes idle.
 const SPIN_POLLS: u32 = 48;
@@ -99,7 +80,7 @@ pub(crate) struct Crew<S: Stages> {
     pub(crate) stages: S,
     pub(crate) id: u64,
     pub(crate) waiters: Waiters,
-    idle: AtomicU64,
+    idle: Idle,
     current_active: AtomicUsize,
     limit: usize,
     thresh: Option<Thresh>,
@@ -110,14 +91,6 @@ pub(crate) struct Crew<S: Stages> {
 impl<S: Stages> std::fmt::Debug for Crew<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.describe())
-    }
-}
-
-fn low_bits(n: usize) -> u64 {
-    if n >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << n) - 1
     }
 }
 
@@ -154,7 +127,7 @@ impl<S: Stages> Crew<S> {
                 stages,
                 id: NEXT_CREW_ID.fetch_add(1, Relaxed),
                 waiters: Waiters::default(),
-                idle: AtomicU64::new(low_bits(limit)),
+                idle: Idle::all(limit),
                 current_active: AtomicUsize::new(current),
                 limit,
                 thresh,
@@ -175,38 +148,18 @@ impl<S: Stages> Crew<S> {
     /// Producer side of the idle handshake, after storing `QUEUED(seq)`.
     #[inline]
     pub(crate) fn kick(&self, seq: u64) {
-        let idle = self.idle.load(SeqCst);
-        if idle == 0 {
-            return;
-        }
         let cur = self.current_active.load(Relaxed);
-        let idle_wanted = idle & low_bits(cur);
-        if idle_wanted == 0 {
-            return;
+        let backlog = || (seq + 1).saturating_sub(self.ring.claimed());
+        if let Some(i) = self.idle.pick_for_item(cur, S::WAKE_BACKLOG, backlog) {
+            self.wq.queue(&self.runners[i]);
         }
-        let active = cur as u64 - u64::from(idle_wanted.count_ones());
-        if active > 0 {
-            let backlog = (seq + 1).saturating_sub(self.ring.claimed());
-            if backlog <= S::WAKE_BACKLOG * active {
-                return;
-            }
-        }
-        self.wake_one(idle_wanted);
     }
 
     /// Wakes an idle runner if parallel work is waiting (a drain owner
     /// calls this before running ordered stages that may block).
     pub(crate) fn help_wanted(&self) {
-        let idle = self.idle.load(SeqCst) & low_bits(self.current_active.load(Relaxed));
-        if idle != 0 && self.ring.has_claimable() {
-            self.wake_one(idle);
-        }
-    }
-
-    fn wake_one(&self, candidates: u64) {
-        let i = candidates.trailing_zeros() as usize;
-        let bit = 1u64 << i;
-        if self.idle.fetch_and(!bit, SeqCst) & bit != 0 {
+        let cur = self.current_active.load(Relaxed);
+        if let Some(i) = self.idle.pick_if(cur, || self.ring.has_claimable()) {
             self.wq.queue(&self.runners[i]);
         }
     }
@@ -244,7 +197,6 @@ impl<S: Stages> Crew<S> {
     /// The runner loop (body of runner `me`'s work function).
     fn run(&self, me: usize) {
         let _stage = StageGuard::enter(self.id);
-        let bit = 1u64 << me;
         let mut polls = 0u32;
         loop {
             if self.run_batch() {
@@ -262,13 +214,9 @@ impl<S: Stages> Crew<S> {
                 }
                 continue;
             }
-            // Leave, unless an item slipped in (see the handshake above).
-            self.idle.fetch_or(bit, SeqCst);
-            if !self.ring.has_claimable() {
+            // Leave, unless an item slipped in (see `ordered/idle.rs`).
+            if !self.idle.leave(me, || self.ring.has_claimable()) {
                 return;
-            }
-            if self.idle.fetch_and(!bit, SeqCst) & bit == 0 {
-                return; // already woken: our Work is queued again
             }
             polls = 0;
         }
@@ -316,7 +264,7 @@ impl<S: Stages> Crew<S> {
             s.seq,
             r.released(),
             r.capacity(),
-            self.idle.load(Relaxed),
+            self.idle.snapshot(),
             self.current_active(),
             self.limit,
             self.waiters.count(),

@@ -113,6 +113,7 @@
 
 mod crew;
 mod error;
+mod idle;
 mod iter;
 mod queue;
 pub(crate) mod ring;

@@ -60,7 +60,7 @@ impl Waiters {
     pub(crate) fn notify(&self) {
         // The caller's SeqCst RMW (or fence) orders this load after its
         // state change; the helper only spells that out for loom.
-        crate::sync::fence_after_seqcst_rmw();
+        crate::sync::fence_after_seqcst_write();
         if self.count.load(SeqCst) != 0 {
             let _g = self.lock.lock();
             self.cv.notify_all();

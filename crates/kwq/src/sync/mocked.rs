@@ -156,7 +156,7 @@ pub(crate) fn raise_thread_priority() {}
 
 /// Loom models SeqCst accesses as acquire/release only (loom issue 180);
 /// the fence gives it the ordering the real build gets from the SeqCst
-/// read-modify-write before this point (see the module docs).
-pub(crate) fn fence_after_seqcst_rmw() {
+/// write before this point (see the module docs).
+pub(crate) fn fence_after_seqcst_write() {
     loom::sync::atomic::fence(loom::sync::atomic::Ordering::SeqCst);
 }

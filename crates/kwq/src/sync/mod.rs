@@ -12,15 +12,16 @@
 //! is held, so poisoning carries no information for us), and [`Parker`] /
 //! [`Unparker`] for worker sleep.
 //!
-//! One helper differs on purpose: [`fence_after_seqcst_rmw`]. In the C++20
-//! model Rust uses, a SeqCst read-modify-write followed by a SeqCst load of
-//! another location is ordered by the single total order of SeqCst
-//! operations, so a Dekker handshake needs no fence after the RMW (on x86
-//! the RMW is a locked instruction, itself a full barrier). Loom models
-//! SeqCst *accesses* only as acquire/release (loom issue 180) and would
-//! report a lost wake-up that cannot happen; it does model SeqCst fences. So
-//! code that relies on that ordering calls `fence_after_seqcst_rmw()`: a
-//! no-op in the real build, a SeqCst fence under loom.
+//! One helper differs on purpose: [`fence_after_seqcst_write`]. In the C++20
+//! model Rust uses, a SeqCst write (store or read-modify-write) followed by
+//! a SeqCst load of another location is ordered by the single total order
+//! of SeqCst operations, so a Dekker handshake needs no fence between them
+//! (x86 compiles a SeqCst store to `xchg` and an RMW to a locked
+//! instruction, both full barriers). Loom models SeqCst *accesses* only as
+//! acquire/release (loom issue 180) and would report a lost wake-up that
+//! cannot happen; it does model SeqCst fences. So code that relies on that
+//! ordering calls `fence_after_seqcst_write()`: a no-op in the real build, a
+//! SeqCst fence under loom.
 //!
 //! [loom]: https://docs.rs/loom
 

@@ -166,8 +166,8 @@ pub(crate) fn raise_thread_priority() {
 #[cfg(not(target_os = "linux"))]
 pub(crate) fn raise_thread_priority() {}
 
-/// Marks a point that relies on a preceding SeqCst read-modify-write to
-/// order the SeqCst loads after it (see the module docs). Compiles to
+/// Marks a point that relies on a preceding SeqCst write (store or
+/// read-modify-write) to order the SeqCst loads after it (see the module docs). Compiles to
 /// nothing: the C++20 total order of SeqCst operations already does it.
 #[inline(always)]
-pub(crate) fn fence_after_seqcst_rmw() {}
+pub(crate) fn fence_after_seqcst_write() {}

@@ -3,6 +3,7 @@
 compile_error!("run the loom tests with debug assertions on: ci/loom.sh sets -C debug-assertions");
 
 mod loom_active;
+mod loom_idle;
 mod loom_ordered;
 mod loom_state;
 mod loom_waiters;

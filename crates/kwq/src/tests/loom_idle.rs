@@ -1,0 +1,98 @@
+//! Loom model of the crew's idle handshake (`ordered/idle.rs`) with the
+//! real ring: an item pushed while runners are leaving is never stranded —
+//! either a runner's re-check claims it or the producer wakes a runner —
+//! and a runner is never both continuing and woken (it would run twice).
+//!
+//! Run with `ci/loom.sh loom_idle`.
+
+use crate::ordered_idle::Idle;
+use crate::ordered_ring::Ring;
+use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use crate::sync::Arc;
+use loom::thread;
+
+/// Runner `me`'s loop: claims and completes items until it may leave.
+/// Returns how many items it claimed.
+fn runner(ring: &Ring<u64, u64>, idle: &Idle, me: usize) -> usize {
+    let mut n = 0;
+    loop {
+        if let Some(claim) = ring.claim(1) {
+            for t in claim {
+                let job = ring.take_job(&t);
+                ring.complete(t, job);
+                n += 1;
+            }
+            ring.after_complete();
+            continue;
+        }
+        if !idle.leave(me, || ring.has_claimable()) {
+            return n;
+        }
+    }
+}
+
+/// One producer racing `runners` active runners (of `limit`) that are about
+/// to leave; afterwards every woken runner runs its loop once more (its
+/// `Work` was queued). The item must be claimed exactly once.
+fn check(limit: usize, active: &'static [usize], wake_backlog: u64) {
+    loom::model(move || {
+        let ring = Arc::new(Ring::<u64, u64>::new(2));
+        let idle = Arc::new(Idle::all(limit));
+        // Mark the active runners (the lowest indices) as woken.
+        for &r in active {
+            assert_eq!(idle.pick_if(limit, || true), Some(r));
+        }
+        let claimed = Arc::new(AtomicUsize::new(0));
+        let woken = Arc::new(AtomicUsize::new(usize::MAX));
+        let running = Arc::new(AtomicBool::new(false));
+        let hs: Vec<_> = active
+            .iter()
+            .map(|&me| {
+                let (ring, idle, claimed) = (ring.clone(), idle.clone(), claimed.clone());
+                thread::spawn(move || {
+                    claimed.fetch_add(runner(&ring, &idle, me), SeqCst);
+                })
+            })
+            .collect();
+        let producer = {
+            let (ring, idle, woken) = (ring.clone(), idle.clone(), woken.clone());
+            thread::spawn(move || {
+                let seq = ring.try_push(1).ok().unwrap();
+                let backlog = || (seq + 1).saturating_sub(ring.claimed());
+                if let Some(i) = idle.pick_for_item(limit, wake_backlog, backlog) {
+                    woken.store(i, SeqCst);
+                }
+            })
+        };
+        producer.join().unwrap();
+        for h in hs {
+            h.join().unwrap();
+        }
+        // The woken runner's Work runs now (it was queued exactly once).
+        let w = woken.load(SeqCst);
+        if w != usize::MAX {
+            assert!(!running.swap(true, SeqCst));
+            claimed.fetch_add(runner(&ring, &idle, w), SeqCst);
+        }
+        assert_eq!(claimed.load(SeqCst), 1, "item stranded or run twice");
+        // Everybody is idle again.
+        assert_eq!(idle.snapshot(), (1u64 << limit) - 1);
+    });
+}
+
+#[test]
+fn only_runner_leaving_races_the_producer() {
+    check(1, &[0], 64);
+}
+
+#[test]
+fn active_runner_with_short_backlog_must_take_it() {
+    // Runner 1 idle, runner 0 active: the producer does not wake runner 1
+    // (short backlog), so runner 0's re-check must claim the item.
+    check(2, &[0], 64);
+}
+
+#[test]
+fn producer_wakes_the_idle_runner_when_backlog_is_long() {
+    check(2, &[0], 0);
+}
