@@ -22,9 +22,9 @@
 //!    `Box<F>`.)
 //! 2. That value is consumed exactly once: by [`Job::run`], which forgets
 //!    the `Job` before moving the value out, or by `Drop`.
-//! 3. `Job: Send` because `F: Send` is required by every constructor.
-//!    `Job` is deliberately not `Sync` (no method takes `&self` to the
-//!    closure).
+//! 3. `Job: Send` because `F: Send` is required by every constructor (a
+//!    `PhantomData<*mut ()>` field removes the auto traits, so the
+//!    `unsafe impl Send` is what carries that proof). `Job` is not `Sync`.
 //!
 //! All `unsafe` in kwq's job path is in this file.
 
@@ -79,6 +79,10 @@ const fn fits<F>() -> bool {
 pub(crate) struct Job {
     vtable: &'static VTable,
     buf: Buf,
+    /// Opts out of the auto traits: the buffer's contents are only known to
+    /// be `Send` because every constructor demands it (invariant 3), so
+    /// `Send` is asserted below and `Sync` is not implemented at all.
+    _not_auto: std::marker::PhantomData<*mut ()>,
 }
 
 // SAFETY: every constructor requires `F: Send` (invariant 3); the buffer is
@@ -113,6 +117,7 @@ impl Job {
         Job {
             vtable: &VTableFor::<F>::VTABLE,
             buf,
+            _not_auto: std::marker::PhantomData,
         }
     }
 

@@ -25,6 +25,15 @@
 //! finds its bit already cleared and returns — its `Work` is queued again —
 //! so it never runs twice at once.
 //!
+//! The re-check (`Ring::has_claimable`) reads the claim cursor, then that
+//! slot's stamp. A *helper* — a producer running stages while the ring is
+//! full (`Crew::help_once`), or the iterator's consumer — may claim and
+//! complete item `c` between those two loads, so the leaving runner sees
+//! `DONE(c)` and misses a `QUEUED(c + 1)` whose producer saw it active and
+//! woke nobody. That item is not stranded because every helper goes round
+//! its own loop again (push or help, then kick or claim): a protocol
+//! invariant, kept by `push_blocking` and `OrderedMap::refill`.
+//!
 //! `src/tests/loom_idle.rs` checks this with the real ring.
 
 use crate::sync::atomic::{AtomicU64, Ordering::*};
@@ -97,6 +106,8 @@ impl Idle {
         current_active: usize,
         wanted: impl FnOnce() -> bool,
     ) -> Option<usize> {
+        // No ordering point here: this is advisory help (a drain owner
+        // about to block), not half of the no-stranded-item handshake.
         let idle = self.bits.load(SeqCst) & low_bits(current_active);
         if idle != 0 && wanted() {
             self.take_one(idle)

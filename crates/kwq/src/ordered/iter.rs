@@ -415,9 +415,10 @@ where
         }
     }
 
-    /// Internal iteration (`for_each`, `sum`, `collect` into most
-    /// containers, ...) folds each batch with a tight loop instead of one
-    /// `next` call per item: the calling thread is the serial part of the
+    /// Internal iteration (`for_each`, `sum`, `count`, extending a
+    /// `HashMap` or `String`, ...; not `Vec`'s `collect`, which calls
+    /// `next`) folds each batch with a tight loop instead of one `next`
+    /// call per item: the calling thread is the serial part of the
     /// pipeline, so its per-item cost bounds the throughput of cheap maps.
     fn fold<B, G>(mut self, init: B, mut g: G) -> B
     where

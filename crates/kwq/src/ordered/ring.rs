@@ -322,6 +322,10 @@ impl<J, D> Ring<J, D> {
                         // QUEUED(t).
                         slot.content
                             .with_mut(|c| unsafe { *c = Content::Queued(job) });
+                        // SeqCst is load-bearing: it orders the producer's
+                        // later SeqCst load of the idle bits (`Idle`). Loom
+                        // cannot tell if this is weakened (it models the
+                        // ordering with a fence: `sync::fence_after_seqcst_write`).
                         slot.stamp.store(queued(t), SeqCst);
                         return Ok(t);
                     }
@@ -455,6 +459,8 @@ impl<J, D> Ring<J, D> {
             // drain owner's half of the Dekker pair with `Waiters`: the
             // caller's `released(h)` may then read the waiter count.
             self.released.store(h + 1, Release);
+            // SeqCst is load-bearing (loom cannot tell if it is weakened;
+            // see `sync::fence_after_seqcst_write`).
             slot.stamp.swap(free(h + self.cap), SeqCst);
             out.items += 1;
             released(h);

@@ -55,8 +55,9 @@ pub(crate) struct Waiters {
 
 impl Waiters {
     /// Wakes every waiter after a state change. The change must be a
-    /// SeqCst read-modify-write, or be followed by a SeqCst fence, before
-    /// the call: that is the notifier's half of the handshake.
+    /// SeqCst write (store or read-modify-write), or be followed by a
+    /// SeqCst fence, before the call: that is the notifier's half of the
+    /// handshake.
     pub(crate) fn notify(&self) {
         // The caller's SeqCst RMW (or fence) orders this load after its
         // state change; the helper only spells that out for loom.

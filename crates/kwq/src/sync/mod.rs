@@ -15,7 +15,8 @@
 //! One helper differs on purpose: [`fence_after_seqcst_write`]. In the C++20
 //! model Rust uses, a SeqCst write (store or read-modify-write) followed by
 //! a SeqCst load of another location is ordered by the single total order
-//! of SeqCst operations, so a Dekker handshake needs no fence between them
+//! of SeqCst operations, so a Dekker handshake whose other side is SeqCst
+//! too (or fenced) needs no fence between them
 //! (x86 compiles a SeqCst store to `xchg` and an RMW to a locked
 //! instruction, both full barriers). Loom models SeqCst *accesses* only as
 //! acquire/release (loom issue 180) and would report a lost wake-up that

@@ -7,7 +7,7 @@
 
 use crate::ordered_idle::Idle;
 use crate::ordered_ring::Ring;
-use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
+use crate::sync::atomic::{AtomicUsize, Ordering::*};
 use crate::sync::Arc;
 use loom::thread;
 
@@ -44,7 +44,6 @@ fn check(limit: usize, active: &'static [usize], wake_backlog: u64) {
         }
         let claimed = Arc::new(AtomicUsize::new(0));
         let woken = Arc::new(AtomicUsize::new(usize::MAX));
-        let running = Arc::new(AtomicBool::new(false));
         let hs: Vec<_> = active
             .iter()
             .map(|&me| {
@@ -69,9 +68,12 @@ fn check(limit: usize, active: &'static [usize], wake_backlog: u64) {
             h.join().unwrap();
         }
         // The woken runner's Work runs now (it was queued exactly once).
+        // Until then its bit must stay clear: a runner that went on after
+        // being woken would have set it again when it left, i.e. it would
+        // have been running and queued at once.
         let w = woken.load(SeqCst);
         if w != usize::MAX {
-            assert!(!running.swap(true, SeqCst));
+            assert_eq!(idle.snapshot() & (1 << w), 0, "woken runner also went on");
             claimed.fetch_add(runner(&ring, &idle, w), SeqCst);
         }
         assert_eq!(claimed.load(SeqCst), 1, "item stranded or run twice");
