@@ -1,7 +1,8 @@
 //! Loom model of the crew's idle handshake (`ordered/idle.rs`) with the
 //! real ring: an item pushed while runners are leaving is never stranded —
 //! either a runner's re-check claims it or the producer wakes a runner —
-//! and a runner is never both continuing and woken (it would run twice).
+//! and a runner is never both continuing and woken (it would run twice);
+//! also with a producer that helps while the ring is full.
 //!
 //! Run with `ci/loom.sh loom_idle`.
 
@@ -97,4 +98,79 @@ fn active_runner_with_short_backlog_must_take_it() {
 #[test]
 fn producer_wakes_the_idle_runner_when_backlog_is_long() {
     check(2, &[0], 0);
+}
+
+/// The helper window (see `ordered/idle.rs`): a producer that finds the
+/// ring full runs stages itself (`Crew::help_once`) and may claim and
+/// complete an item between the leaving runner's two re-check loads. Every
+/// item is still claimed, completed and released, because the helper goes
+/// round its loop again (push, or help) and kicks after its push.
+#[test]
+fn helping_producer_and_leaving_runner_strand_nothing() {
+    loom::model(|| {
+        let ring = Arc::new(Ring::<u64, u64>::new(2));
+        let idle = Arc::new(Idle::all(1));
+        assert_eq!(idle.pick_if(1, || true), Some(0)); // runner 0 is active
+        assert!(ring.try_push(0).is_ok());
+        assert!(ring.try_push(1).is_ok()); // full
+        let woken = Arc::new(AtomicUsize::new(usize::MAX));
+        // Completes one claimed batch and drains, as `run_batch` does.
+        fn stage(ring: &Ring<u64, u64>) -> bool {
+            let Some(claim) = ring.claim(1) else {
+                return false;
+            };
+            for t in claim {
+                let job = ring.take_job(&t);
+                ring.complete(t, job);
+            }
+            ring.after_complete();
+            ring.try_drain(|_, _| {}, |_| {});
+            true
+        }
+        let runner_loop = |ring: Arc<Ring<u64, u64>>, idle: Arc<Idle>| loop {
+            if stage(&ring) {
+                continue;
+            }
+            if !idle.leave(0, || ring.has_claimable()) {
+                return;
+            }
+        };
+        let runner = {
+            let (ring, idle) = (ring.clone(), idle.clone());
+            thread::spawn(move || runner_loop(ring, idle))
+        };
+        let producer = {
+            let (ring, idle, woken) = (ring.clone(), idle.clone(), woken.clone());
+            thread::spawn(move || {
+                let mut job = 2;
+                loop {
+                    match ring.try_push(job) {
+                        Ok(seq) => {
+                            let backlog = || (seq + 1).saturating_sub(ring.claimed());
+                            if let Some(i) = idle.pick_for_item(1, 64, backlog) {
+                                woken.store(i, SeqCst);
+                            }
+                            return;
+                        }
+                        Err(crate::ordered_ring::Full(j)) => {
+                            job = j;
+                            if !stage(&ring) {
+                                thread::yield_now();
+                            }
+                        }
+                    }
+                }
+            })
+        };
+        producer.join().unwrap();
+        runner.join().unwrap();
+        // A woken runner's Work runs now (it was queued).
+        if woken.load(SeqCst) != usize::MAX {
+            runner_loop(ring.clone(), idle.clone());
+        }
+        // Drain what a racing drain owner left (loom_ordered checks that no
+        // drain is lost; here the question is whether every item ran).
+        ring.try_drain(|_, _| {}, |_| {});
+        assert_eq!(ring.released(), 3, "an item was stranded");
+    });
 }
