@@ -29,7 +29,7 @@ fi
 echo "== tests"
 cargo test --workspace
 
-echo "== unsafe code under valgrind memcheck (the inline job store; no Miri here)"
+echo "== unsafe code under valgrind memcheck (the inline job store, the ring's slots; no Miri here)"
 if command -v valgrind >/dev/null; then
     lib=$(cargo test -p kwq --lib --no-run --message-format=json 2>/dev/null |
         python3 -c 'import json,sys
@@ -38,7 +38,7 @@ for l in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["lib"]:
         print(m["executable"])')
     valgrind -q --error-exitcode=9 --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
-        "$lib" job:: --test-threads=1 >/dev/null
+        "$lib" job:: ordered::ring:: --test-threads=1 >/dev/null
     echo "valgrind: ok"
 else
     echo "valgrind not installed; skipped" >&2

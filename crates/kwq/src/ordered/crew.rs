@@ -42,8 +42,9 @@ pub(crate) trait Stages: Send + Sync + Sized + 'static {
     /// ring items per active runner (an item of the iterator front end is
     /// a whole batch, so it wants 1).
     const WAKE_BACKLOG: u64 = WAKE_BACKLOG;
-    /// How many items one claim may take.
-    fn max_claim(&self, crew: &Crew<Self>) -> u64;
+    /// How many items one claim may take. A claim takes about half the
+    /// backlog per active runner, up to this ([`Ring::claim_share`]).
+    fn max_claim(&self) -> u64;
     /// The parallel stage (`func`). Must not unwind.
     fn func(&self, seq: u64, job: Self::Job) -> Self::Done;
     /// Called after a runner completed a batch (DONE stored and fenced).
@@ -169,8 +170,9 @@ impl<S: Stages> Crew<S> {
     /// ready — exactly as a runner does. False if nothing was claimable.
     /// The caller must be inside a [`StageGuard`] of this crew.
     fn run_batch(&self) -> bool {
-        let max = self.stages.max_claim(self);
-        let Some(claim) = self.ring.claim(max) else {
+        let max = self.stages.max_claim();
+        let spread = 2 * self.current_active() as u64;
+        let Some(claim) = self.ring.claim_share(max, spread) else {
             return false;
         };
         self.exec_hook();

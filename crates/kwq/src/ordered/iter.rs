@@ -68,7 +68,7 @@ where
     type Done = Outcome<U>;
     const WAKE_BACKLOG: u64 = 1;
 
-    fn max_claim(&self, _crew: &Crew<Self>) -> u64 {
+    fn max_claim(&self) -> u64 {
         1
     }
 

@@ -58,12 +58,8 @@ where
     type Job = (F, O);
     type Done = (Outcome<T>, O);
 
-    fn max_claim(&self, crew: &Crew<Self>) -> u64 {
-        // Share the backlog between the active runners, so that slow items
-        // spread out, while fast ones amortise the claim over a batch.
-        let backlog = crew.ring.tail().saturating_sub(crew.ring.claimed());
-        let share = backlog / (2 * crew.current_active() as u64);
-        share.clamp(1, MAX_BATCH)
+    fn max_claim(&self) -> u64 {
+        MAX_BATCH
     }
 
     fn func(&self, _seq: u64, (f, o): (F, O)) -> (Outcome<T>, O) {

@@ -92,6 +92,7 @@
 use crate::sync::atomic::{fence, AtomicU64, Ordering::*};
 use crossbeam_utils::CachePadded;
 use kwq_policy::state as names;
+use std::mem::ManuallyDrop;
 
 /// Stamp flag: an item was reserved and its job written.
 const QUEUED: u64 = 1 << 2;
@@ -159,13 +160,21 @@ mod cell {
 }
 use cell::UnsafeCell;
 
-/// What a slot holds, by phase.
-enum Content<J, D> {
-    Empty,
-    Queued(J),
-    Done(D),
+/// What a slot holds. No tag of its own: the stamp says which field is
+/// live — `FREE`: none; `QUEUED`: `job` (until the claimer takes it);
+/// `DONE`: `done`; `ORDER_DONE`: none (the drain owner took `done` when it
+/// set the flag). Leaving the tag out keeps a slot one stamp plus the
+/// larger payload, which for small closures is half a cache line.
+union Content<J, D> {
+    none: (),
+    job: ManuallyDrop<J>,
+    done: ManuallyDrop<D>,
 }
 
+/// One ring slot. Aligned to 32 bytes so that a slot of up to 32 bytes
+/// never straddles two cache lines (each slot moves between the
+/// producer's, a runner's and the drain owner's caches once per lap).
+#[repr(align(32))]
 struct Slot<J, D> {
     stamp: AtomicU64,
     content: UnsafeCell<Content<J, D>>,
@@ -257,7 +266,7 @@ impl<J, D> Ring<J, D> {
         let slots = (0..cap)
             .map(|i| Slot {
                 stamp: AtomicU64::new(free(i)),
-                content: UnsafeCell::new(Content::Empty),
+                content: UnsafeCell::new(Content { none: () }),
             })
             .collect();
         Ring {
@@ -320,8 +329,11 @@ impl<J, D> Ring<J, D> {
                         // owner's accesses happened before) and won the CAS
                         // for `t`, so we own the content until we store
                         // QUEUED(t).
-                        slot.content
-                            .with_mut(|c| unsafe { *c = Content::Queued(job) });
+                        slot.content.with_mut(|c| unsafe {
+                            c.write(Content {
+                                job: ManuallyDrop::new(job),
+                            })
+                        });
                         // SeqCst is load-bearing: it orders the producer's
                         // later SeqCst load of the idle bits (`Idle`). Loom
                         // cannot tell if this is weakened (it models the
@@ -368,15 +380,45 @@ impl<J, D> Ring<J, D> {
 
     /// Protocol step 2: claims up to `max` consecutive queued items.
     pub(crate) fn claim(&self, max: u64) -> Option<Claim> {
+        self.claim_share(max, 1)
+    }
+
+    /// Protocol step 2, sharing the backlog: claims about `1/spread` of the
+    /// run of queued items at the claim cursor (at least one, at most
+    /// `max`), so that a short backlog of slow items spreads over several
+    /// claimers while a long one is taken `max` at a time.
+    ///
+    /// The backlog is estimated from the slots' stamps, never from `tail`:
+    /// `tail` is the producers' hot line, and reading it on every claim
+    /// costs each producer a cache miss on its next reservation. Past a
+    /// full `max`-run it probes single far slots (`spread · m − 1` ahead,
+    /// halving `m`), so the share is within a factor of two of
+    /// `backlog / spread`. The claim itself only ever covers the verified
+    /// contiguous run.
+    pub(crate) fn claim_share(&self, max: u64, spread: u64) -> Option<Claim> {
+        let spread = spread.max(1);
         let mut c = self.claim.load(Acquire);
         loop {
-            let mut n = 0;
-            while n < max && self.slot(c + n).stamp.load(Acquire) == queued(c + n) {
-                n += 1;
+            let mut k = 0;
+            while k < max && self.is_queued(c + k) {
+                k += 1;
             }
-            if n == 0 {
+            if k == 0 {
                 return None;
             }
+            let n = if spread == 1 {
+                k
+            } else if k < max {
+                (k / spread).max(1)
+            } else {
+                // backlog ≥ max, so the share is at least max / spread.
+                let floor = (max / spread).max(1);
+                let mut m = max;
+                while m > floor && !self.is_queued(c + spread * m - 1) {
+                    m /= 2;
+                }
+                m.max(floor)
+            };
             match self.claim.compare_exchange(c, c + n, AcqRel, Acquire) {
                 Ok(_) => {
                     return Some(Claim {
@@ -389,20 +431,22 @@ impl<J, D> Ring<J, D> {
         }
     }
 
+    #[inline]
+    fn is_queued(&self, seq: u64) -> bool {
+        self.slot(seq).stamp.load(Acquire) == queued(seq)
+    }
+
     /// Takes the job of a claimed item.
     pub(crate) fn take_job(&self, ticket: &Ticket) -> J {
         let slot = self.slot(ticket.seq);
         debug_assert_eq!(slot.stamp.load(Relaxed), queued(ticket.seq));
         // SAFETY: the ticket proves we won the claim CAS over QUEUED(seq)
         // (Acquire-loaded), so the producer's write happened before and
-        // nobody else touches the content until we store DONE.
-        let c = slot
-            .content
-            .with_mut(|c| unsafe { std::mem::replace(&mut *c, Content::Empty) });
-        match c {
-            Content::Queued(j) => j,
-            _ => unreachable!("claimed slot holds no job (job taken twice?)"),
-        }
+        // nobody else touches the content until we store DONE. QUEUED
+        // means `job` is live, and the ticket is consumed only by
+        // `complete`, so it is taken once.
+        slot.content
+            .with_mut(|c| unsafe { ManuallyDrop::take(&mut (*c).job) })
     }
 
     /// Protocol step 3: stores the result and sets DONE. The caller must
@@ -412,8 +456,12 @@ impl<J, D> Ring<J, D> {
         let slot = self.slot(ticket.seq);
         // SAFETY: the ticket proves exclusive ownership of QUEUED(seq)
         // (see `take_job`); the DONE store below publishes the write.
-        slot.content
-            .with_mut(|c| unsafe { *c = Content::Done(result) });
+        // The job was taken (`take_job`), so nothing live is overwritten.
+        slot.content.with_mut(|c| unsafe {
+            c.write(Content {
+                done: ManuallyDrop::new(result),
+            })
+        });
         slot.stamp.store(done(ticket.seq), Release);
     }
 
@@ -446,12 +494,11 @@ impl<J, D> Ring<J, D> {
             // published head, or a plain store on an unpublished one that
             // only the owner can reach); the completer's DONE store
             // (Release) was Acquire-loaded, so its write happened before.
-            let c = slot
+            // DONE means `done` is live; ORDER_DONE (ours) means we take it
+            // exactly once, here.
+            let d = slot
                 .content
-                .with_mut(|c| unsafe { std::mem::replace(&mut *c, Content::Empty) });
-            let Content::Done(d) = c else {
-                unreachable!("drained slot {h} holds no result")
-            };
+                .with_mut(|c| unsafe { ManuallyDrop::take(&mut (*c).done) });
             ordered(h, d);
             // Everything the item owned is gone: the slot may be reused.
             // `released` first, so a flusher that sees the stamp sees it too.
@@ -503,13 +550,11 @@ impl<J, D> Ring<J, D> {
         }
         // SAFETY: single consumer (caller's obligation); DONE(h) was
         // Acquire-loaded, so the completer's write happened before and it
-        // never touches the slot again.
-        let c = slot
+        // never touches the slot again; DONE means `done` is live, and the
+        // FREE store below makes sure it is taken once.
+        let d = slot
             .content
-            .with_mut(|c| unsafe { std::mem::replace(&mut *c, Content::Empty) });
-        let Content::Done(d) = c else {
-            unreachable!("popped slot {h} holds no result")
-        };
+            .with_mut(|c| unsafe { ManuallyDrop::take(&mut (*c).done) });
         slot.stamp.store(free(h + self.cap), Release);
         self.head.store(h + 1, Relaxed);
         self.released.store(h + 1, Release);
@@ -525,5 +570,134 @@ impl<J, D> Ring<J, D> {
     /// The published head (next ordered stage to run).
     pub(crate) fn head(&self) -> u64 {
         self.head.load(Acquire)
+    }
+}
+
+impl<J, D> Drop for Ring<J, D> {
+    /// Drops what the slots still hold, by their stamps. With `&mut self`
+    /// no stage can be running, so the only ambiguous slot is a `QUEUED`
+    /// one below `claim` whose claimer unwound between taking the job and
+    /// completing it (a kwq bug — stages run under `catch_unwind`): its
+    /// job may be gone, so it is leaked rather than risk a double drop.
+    fn drop(&mut self) {
+        let claim = self.claim.load(Relaxed);
+        for slot in self.slots.iter() {
+            let stamp = slot.stamp.load(Relaxed);
+            let seq = stamp >> FLAG_BITS;
+            let flags = stamp & ((1 << FLAG_BITS) - 1);
+            slot.content.with_mut(|c| {
+                // SAFETY: by the stamp protocol (module docs), QUEUED with
+                // `seq >= claim` holds an untaken job and DONE an untaken
+                // result; exclusive access through `&mut self`.
+                unsafe {
+                    if flags == QUEUED && seq >= claim {
+                        ManuallyDrop::drop(&mut (*c).job);
+                    } else if flags == QUEUED | DONE {
+                        ManuallyDrop::drop(&mut (*c).done);
+                    }
+                }
+            });
+        }
+    }
+}
+
+#[cfg(all(test, not(kwq_loom)))]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    /// Counts its drops.
+    struct Counted(Arc<AtomicUsize>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn push_n(ring: &Ring<u64, u64>, n: u64) {
+        for i in 0..n {
+            assert!(ring.try_push(i).is_ok(), "room for item {i}");
+        }
+    }
+
+    fn claimed(c: Claim) -> u64 {
+        let seqs: Vec<u64> = c.map(|t| t.seq()).collect();
+        assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
+        seqs.len() as u64
+    }
+
+    #[test]
+    fn a_claim_takes_a_share_of_the_backlog() {
+        // spread 4 (two active runners): a quarter of the queued run,
+        // at least one, at most 32, within a factor of two past 32.
+        let ring = Ring::<u64, u64>::new(512);
+        push_n(&ring, 8);
+        assert_eq!(claimed(ring.claim_share(32, 4).unwrap()), 2);
+        assert_eq!(claimed(ring.claim_share(32, 4).unwrap()), 1);
+        let ring = Ring::<u64, u64>::new(512);
+        push_n(&ring, 200);
+        assert_eq!(claimed(ring.claim_share(32, 4).unwrap()), 32);
+        let ring = Ring::<u64, u64>::new(512);
+        push_n(&ring, 70);
+        assert_eq!(claimed(ring.claim_share(32, 4).unwrap()), 16);
+        let ring = Ring::<u64, u64>::new(512);
+        push_n(&ring, 40);
+        assert_eq!(claimed(ring.claim_share(32, 4).unwrap()), 8);
+        // spread 1 takes the whole run, up to max.
+        let ring = Ring::<u64, u64>::new(512);
+        push_n(&ring, 5);
+        assert_eq!(claimed(ring.claim(32).unwrap()), 5);
+        assert!(ring.claim(32).is_none());
+    }
+
+    #[test]
+    fn a_claim_never_covers_a_reserved_but_unwritten_gap() {
+        let ring = Ring::<u64, u64>::new(512);
+        push_n(&ring, 100);
+        // Fake a producer between its reserving CAS and its QUEUED store
+        // at item 10: the slot goes back to FREE(10).
+        ring.slot(10).stamp.store(free(10), SeqCst);
+        assert_eq!(claimed(ring.claim_share(32, 1).unwrap()), 10);
+        assert!(ring.claim_share(32, 4).is_none());
+    }
+
+    #[test]
+    fn dropping_the_ring_drops_every_job_and_result_it_still_holds_once() {
+        let jobs = Arc::new(AtomicUsize::new(0));
+        let results = Arc::new(AtomicUsize::new(0));
+        let ring = Ring::<Counted, Counted>::new(8);
+        for _ in 0..6 {
+            assert!(ring.try_push(Counted(jobs.clone())).is_ok());
+        }
+        // Items 0 and 1: run and drained (released). Items 2 and 3: DONE,
+        // not drained. Item 4: claimed and its job taken, never completed
+        // (a claimer that unwound). Item 5: queued, unclaimed.
+        for t in ring.claim(4).unwrap() {
+            drop(ring.take_job(&t));
+            ring.complete(t, Counted(results.clone()));
+        }
+        ring.after_complete();
+        let mut ordered = 0;
+        // Drain only items 0 and 1: mark 2 not DONE while draining.
+        ring.slot(2).stamp.store(queued(2), SeqCst);
+        ring.try_drain(
+            |_, d| {
+                ordered += 1;
+                drop(d)
+            },
+            |_| {},
+        );
+        ring.slot(2).stamp.store(done(2), SeqCst);
+        assert_eq!(ordered, 2);
+        let t4 = ring.claim(1).unwrap().next().unwrap();
+        let taken = ring.take_job(&t4);
+        assert_eq!((jobs.load(Relaxed), results.load(Relaxed)), (4, 2));
+        drop(ring);
+        // Items 2, 3 (results) and 5 (job) dropped by the ring; item 4's
+        // job is ours, not the ring's.
+        assert_eq!((jobs.load(Relaxed), results.load(Relaxed)), (5, 4));
+        drop(taken);
+        assert_eq!(jobs.load(Relaxed), 6);
     }
 }
