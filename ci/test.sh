@@ -57,6 +57,7 @@ for impl in kwq kwq-iter; do
         done
     done
 done
+"$B" ordered --impl ceiling --items 50001 --rounds 50 --threads 3 >/dev/null
 "$B" spawn --impl kwq --items 200000 --threads 2 >/dev/null
 "$B" spawn --impl kwq-work --items 200000 --threads 2 >/dev/null
 "$B" latency --impl kwq --items 300 --interval-us 200 --warmup 20 --threads 2 >/dev/null

@@ -97,7 +97,7 @@ if want latency; then
 fi
 
 ordered_impls() {
-    local l=(seq rayon crossbeam-reorder pariter)
+    local l=(seq ceiling rayon crossbeam-reorder pariter)
     [ "$have_tbb" = 1 ] && l+=(tbb)
     # kwq's ordered impls join as soon as kwq::ordered has a public API.
     for k in kwq kwq-iter; do

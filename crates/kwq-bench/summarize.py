@@ -5,15 +5,16 @@
 
 Throughput workloads (spawn, ordered): median/min/max of items_per_s over the
 runs. latency: medians (and min-max) of the per-run p50/p99/p999. Ratios are
-kwq (and kwq-*) over the best *peer*: floors (handoff, bare-park) and the
-sequential reference are shown but never count as peers.
+kwq (and kwq-*) over the best *peer*: floors (handoff, bare-park), the
+sequential reference and the machine's ceiling (ceiling) are shown but never
+count as peers. Ordered tables also give each impl's share of the ceiling.
 """
 import json
 import statistics
 import sys
 from collections import OrderedDict, defaultdict
 
-FLOORS = {"handoff", "bare-park", "seq"}
+FLOORS = {"handoff", "bare-park", "seq", "ceiling"}
 STREAMING = {"crossbeam-reorder", "pariter", "tbb"}  # per-item, bounded in-flight
 
 
@@ -83,7 +84,7 @@ def main():
 
         extra_hdr = ""
         if wl == "ordered":
-            extra_hdr = " inflight | peak RSS KiB (max) | vs seq |"
+            extra_hdr = " inflight | peak RSS KiB (max) | vs seq | vs ceiling |"
         elif wl == "spawn":
             extra_hdr = " notes |"
         print(f"| impl | runs | M items/s median | min | max | threads |{extra_hdr}")
@@ -92,6 +93,9 @@ def main():
         seq_med = None
         if "seq" in by_impl:
             seq_med = statistics.median([r["items_per_s"] for r in by_impl["seq"]])
+        ceiling_med = None
+        if "ceiling" in by_impl:
+            ceiling_med = statistics.median([r["items_per_s"] for r in by_impl["ceiling"]])
         for imp, rs in by_impl.items():
             m = mmm([r["items_per_s"] for r in rs])
             med[imp] = m[0]
@@ -99,7 +103,8 @@ def main():
             if wl == "ordered":
                 rss = max(r.get("peak_rss_kib", 0) for r in rs)
                 vs = f"{m[0] / seq_med:.2f}×" if seq_med else ""
-                line += f" {rs[0].get('inflight', '')} | {rss:,} | {vs} |"
+                vc = f"{m[0] / ceiling_med:.3f}" if ceiling_med else ""
+                line += f" {rs[0].get('inflight', '')} | {rss:,} | {vs} | {vc} |"
             elif wl == "spawn":
                 note = ""
                 if "executions" in rs[0]:
