@@ -307,6 +307,48 @@ fn queue_into_full_self_from_own_stage_is_reported() {
     assert!(err.panics()[0].message().contains("would wait for itself"));
 }
 
+/// Slow parallel stages run `max_active` at once — as Btrfs work items do
+/// on an unbound workqueue — both before the queue knows they are slow and
+/// after: a short backlog of slow items is not left to one runner while
+/// the others sleep. Each round's four funcs meet at a rendezvous that only
+/// completes if all four run at the same time.
+#[test]
+fn slow_funcs_run_max_active_at_once() {
+    let rt = rt(4);
+    let q = OrderedWorkqueue::builder("slow")
+        .runtime(&rt)
+        .max_active(4)
+        .build()
+        .unwrap();
+    for round in 0..3 {
+        let arrived = Arc::new(AtomicUsize::new(0));
+        let met = Arc::new(AtomicUsize::new(0));
+        for _ in 0..4 {
+            let (a, m) = (arrived.clone(), met.clone());
+            q.queue(
+                move || {
+                    a.fetch_add(1, SeqCst);
+                    let give_up = Instant::now() + Duration::from_secs(10);
+                    while a.load(SeqCst) < 4 && Instant::now() < give_up {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    if a.load(SeqCst) == 4 {
+                        m.fetch_add(1, SeqCst);
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                },
+                |_| {},
+            );
+        }
+        q.flush().unwrap();
+        assert_eq!(
+            met.load(SeqCst),
+            4,
+            "round {round}: the four slow funcs did not all run at once"
+        );
+    }
+}
+
 /// Requirement 4: an ordered stage may block; other workers keep running
 /// parallel stages meanwhile, and completed items wait, in order.
 #[test]

@@ -24,12 +24,10 @@ use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
 use crate::sync::{hint, thread, thread_local, Arc, Weak};
 use crate::{Work, Workqueue};
 use std::cell::Cell;
+use std::time::Instant;
 
 /// Empty polls a runner makes before it goes idle.
 const SPIN_POLLS: u32 = 48;
-
-/// Default for [`Stages::WAKE_BACKLOG`].
-const WAKE_BACKLOG: u64 = 64;
 
 /// The stages a crew runs; implemented by the ordered queue and by the
 /// iterator front end.
@@ -39,12 +37,18 @@ pub(crate) trait Stages: Send + Sync + Sized + 'static {
     /// What the parallel stage leaves in the slot for the ordered stage.
     type Done: Send + 'static;
     /// Wake another runner when the unclaimed backlog exceeds this many
-    /// ring items per active runner (an item of the iterator front end is
-    /// a whole batch, so it wants 1).
-    const WAKE_BACKLOG: u64 = WAKE_BACKLOG;
+    /// ring items per active runner (see `ordered/cost.rs`; an item of the
+    /// iterator front end is a whole batch, so it wants 1).
+    fn wake_backlog(&self) -> u64;
     /// How many items one claim may take. A claim takes about half the
     /// backlog per active runner, up to this ([`Ring::claim_share`]).
     fn max_claim(&self) -> u64;
+    /// Should the runner time the batch it is about to run?
+    fn time_batch(&self) -> bool {
+        false
+    }
+    /// A timed batch of `items` parallel stages took `ns`.
+    fn record_batch(&self, _items: u64, _ns: u64) {}
     /// The parallel stage (`func`). Must not unwind.
     fn func(&self, seq: u64, job: Self::Job) -> Self::Done;
     /// Called after a runner completed a batch (DONE stored and fenced).
@@ -151,7 +155,10 @@ impl<S: Stages> Crew<S> {
     pub(crate) fn kick(&self, seq: u64) {
         let cur = self.current_active.load(Relaxed);
         let backlog = || (seq + 1).saturating_sub(self.ring.claimed());
-        if let Some(i) = self.idle.pick_for_item(cur, S::WAKE_BACKLOG, backlog) {
+        // Both closures run only if a runner is idle: the common case (all
+        // busy) reads nothing a runner writes.
+        let wake_backlog = || self.stages.wake_backlog();
+        if let Some(i) = self.idle.pick_for_item(cur, wake_backlog, backlog) {
             self.wq.queue(&self.runners[i]);
         }
     }
@@ -176,12 +183,19 @@ impl<S: Stages> Crew<S> {
             return false;
         };
         self.exec_hook();
+        let start = self.stages.time_batch().then(Instant::now);
+        let mut items = 0;
         for ticket in claim {
             let job = self.ring.take_job(&ticket);
             let done = self.stages.func(ticket.seq(), job);
             self.ring.complete(ticket, done);
+            items += 1;
         }
         self.ring.after_complete();
+        if let Some(t0) = start {
+            let ns = u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.stages.record_batch(items, ns);
+        }
         self.stages.after_batch(self);
         true
     }

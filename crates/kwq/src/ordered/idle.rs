@@ -79,7 +79,7 @@ impl Idle {
     pub(crate) fn pick_for_item(
         &self,
         current_active: usize,
-        wake_backlog: u64,
+        wake_backlog: impl FnOnce() -> u64,
         backlog: impl FnOnce() -> u64,
     ) -> Option<usize> {
         crate::sync::fence_after_seqcst_write();
@@ -92,7 +92,7 @@ impl Idle {
             return None;
         }
         let active = current_active as u64 - u64::from(wanted.count_ones());
-        if active > 0 && backlog() <= wake_backlog * active {
+        if active > 0 && backlog() <= wake_backlog() * active {
             return None;
         }
         self.take_one(wanted)

@@ -29,17 +29,15 @@
 //! thread when the iterator reaches that batch; the items before it were
 //! all yielded.
 
+use super::cost::{Cost, TARGET_BATCH_NS};
 use super::crew::{Crew, Stages, MAX_RUNNERS};
 use super::error::BuildError;
-use crate::sync::atomic::{AtomicBool, AtomicU64, Ordering::*};
+use crate::sync::atomic::{AtomicBool, Ordering::*};
 use crate::sync::Arc;
 use crate::{Runtime, Workqueue};
 use std::any::Any;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::time::Instant;
-
-/// Aim for batches of about this many nanoseconds of `f`.
-pub(crate) const TARGET_BATCH_NS: u64 = 50_000;
 
 /// Default bound on items in flight.
 pub const DEFAULT_MAP_IN_FLIGHT: usize = 1 << 14;
@@ -51,8 +49,8 @@ type Outcome<U> = Result<Vec<U>, Box<dyn Any + Send + 'static>>;
 
 pub(crate) struct MapStages<X, U, Fun> {
     f: Fun,
-    /// Exponential moving average of `f`'s cost, in ns per item (0: none yet).
-    ns_per_item: AtomicU64,
+    /// How long `f` takes per item (sizes the batches).
+    cost: Cost,
     /// The iterator was dropped: skip remaining batches.
     cancelled: AtomicBool,
     _types: std::marker::PhantomData<fn(X) -> U>,
@@ -66,7 +64,10 @@ where
 {
     type Job = Vec<X>;
     type Done = Outcome<U>;
-    const WAKE_BACKLOG: u64 = 1;
+    fn wake_backlog(&self) -> u64 {
+        // A ring item is a whole batch, sized to about TARGET_BATCH_NS.
+        1
+    }
 
     fn max_claim(&self) -> u64 {
         1
@@ -79,14 +80,8 @@ where
         let n = job.len() as u64;
         let start = Instant::now();
         let out = catch_unwind(AssertUnwindSafe(|| job.into_iter().map(&self.f).collect()));
-        let ns = start.elapsed().as_nanos() as u64 / n.max(1);
-        let old = self.ns_per_item.load(Relaxed);
-        let avg = if old == 0 {
-            ns.max(1)
-        } else {
-            (3 * old + ns) / 4 + 1
-        };
-        self.ns_per_item.store(avg, Relaxed);
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.cost.record(n, ns);
         out
     }
 
@@ -188,7 +183,7 @@ impl OrderedMapBuilder {
             .build()?;
         let stages = MapStages {
             f,
-            ns_per_item: AtomicU64::new(0),
+            cost: Cost::default(),
             cancelled: AtomicBool::new(false),
             _types: std::marker::PhantomData,
         };
@@ -324,11 +319,10 @@ where
     Fun: Fn(I::Item) -> U + Send + Sync + 'static,
 {
     fn next_batch_size(&mut self) -> usize {
-        let ns = self.crew.stages.ns_per_item.load(Relaxed);
-        self.batch = match TARGET_BATCH_NS.checked_div(ns) {
+        self.batch = match self.crew.stages.cost.get() {
             // No measurement yet: grow geometrically from 1.
             None => (self.batch * 2).min(self.max_batch),
-            Some(n) => (n as usize).clamp(1, self.max_batch),
+            Some(ns) => ((TARGET_BATCH_NS / ns) as usize).clamp(1, self.max_batch),
         };
         self.batch
     }

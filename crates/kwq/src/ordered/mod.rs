@@ -57,7 +57,8 @@
 //!    is `FREE(t)`; else it blocks inside [`crate::blocking`] or
 //!    `try_queue` hands the closures back), stores the closures, stamps
 //!    `QUEUED(t)`, and wakes an idle runner if no runner is active or the
-//!    backlog is long.
+//!    backlog holds more than ~50 µs of work per active runner (the cost
+//!    estimate of `cost.rs`; unknown counts as slow).
 //! 2. A runner claims a batch of consecutive `QUEUED` items (CAS on
 //!    `claim`), runs each `func` under `catch_unwind`, stores the outcome,
 //!    stamps `DONE`, and never reads that slot again.
@@ -111,6 +112,7 @@
 //! keep running `func`s while the drain owner blocks, and completed items
 //! wait, in order.
 
+mod cost;
 mod crew;
 mod error;
 mod idle;

@@ -1,13 +1,16 @@
 //! [`OrderedWorkqueue`]: the per-item front end (Btrfs `btrfs_workqueue`).
 
+use super::cost::{Cost, TARGET_BATCH_NS, WAKE_NS};
 use super::crew::{self, Crew, Stages, MAX_RUNNERS};
 use super::error::{BuildError, FlushError, Stage, StagePanic, TryQueueError};
 use super::ring::Full;
 use super::thresh::Thresh;
 use crate::sync::atomic::{AtomicUsize, Ordering::*};
+use crate::sync::thread_local;
 use crate::sync::{Arc, Mutex};
 use crate::{Runtime, Workqueue};
 use std::any::Any;
+use std::cell::Cell;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -16,6 +19,18 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
 /// Most items one runner claims at once.
 const MAX_BATCH: u64 = 32;
+
+/// Most unclaimed items per active runner before another is woken (cheap
+/// items; slower ones wake sooner, see `ordered/cost.rs`).
+const MAX_WAKE_BACKLOG: u64 = 64;
+
+/// A runner times one batch in this many.
+const SAMPLE_EVERY: u32 = 8;
+
+thread_local! {
+    /// Batches this thread ran, for sampling.
+    static BATCHES: Cell<u32> = const { Cell::new(0) };
+}
 
 type Outcome<T> = Result<T, Box<dyn Any + Send + 'static>>;
 
@@ -28,6 +43,8 @@ pub(crate) struct OrderedStages<T, F, O> {
     high: bool,
     panics: Mutex<Vec<StagePanic>>,
     nr_panics: AtomicUsize,
+    /// How long `func` takes per item (sizes claims and wakes).
+    cost: Cost,
     _types: PhantomData<fn(F, O) -> T>,
 }
 
@@ -58,8 +75,28 @@ where
     type Job = (F, O);
     type Done = (Outcome<T>, O);
 
+    fn wake_backlog(&self) -> u64 {
+        self.cost.backlog_for(WAKE_NS, MAX_WAKE_BACKLOG)
+    }
+
     fn max_claim(&self) -> u64 {
-        MAX_BATCH
+        self.cost.items_for(TARGET_BATCH_NS, MAX_BATCH)
+    }
+
+    fn time_batch(&self) -> bool {
+        // Every batch while the cost is unknown or slow; else one in
+        // SAMPLE_EVERY per thread: two clock reads per batch would cost
+        // cheap items a few percent.
+        self.cost.time_every_batch()
+            || BATCHES.with(|b| {
+                let n = b.get().wrapping_add(1);
+                b.set(n);
+                n % SAMPLE_EVERY == 0
+            })
+    }
+
+    fn record_batch(&self, items: u64, ns: u64) {
+        self.cost.record(items, ns);
     }
 
     fn func(&self, _seq: u64, (f, o): (F, O)) -> (Outcome<T>, O) {
@@ -192,6 +229,7 @@ impl OrderedWorkqueueBuilder {
                     high,
                     panics: Mutex::new(Vec::new()),
                     nr_panics: AtomicUsize::new(0),
+                    cost: Cost::default(),
                     _types: PhantomData,
                 },
             ))

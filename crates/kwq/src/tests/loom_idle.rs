@@ -59,7 +59,7 @@ fn check(limit: usize, active: &'static [usize], wake_backlog: u64) {
             thread::spawn(move || {
                 let seq = ring.try_push(1).ok().unwrap();
                 let backlog = || (seq + 1).saturating_sub(ring.claimed());
-                if let Some(i) = idle.pick_for_item(limit, wake_backlog, backlog) {
+                if let Some(i) = idle.pick_for_item(limit, || wake_backlog, backlog) {
                     woken.store(i, SeqCst);
                 }
             })
@@ -147,7 +147,7 @@ fn helping_producer_and_leaving_runner_strand_nothing() {
                     match ring.try_push(job) {
                         Ok(seq) => {
                             let backlog = || (seq + 1).saturating_sub(ring.claimed());
-                            if let Some(i) = idle.pick_for_item(1, 64, backlog) {
+                            if let Some(i) = idle.pick_for_item(1, || 64, backlog) {
                                 woken.store(i, SeqCst);
                             }
                             return;
