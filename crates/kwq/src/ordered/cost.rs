@@ -38,7 +38,7 @@ pub(crate) const WAKE_NS: u64 = 50_000;
 
 /// Above this estimate every batch is timed (two clock reads are then a
 /// small fraction of even a one-item batch).
-pub(crate) const ALWAYS_TIME_NS: u64 = 1_000;
+pub(crate) const ALWAYS_TIME_NS: u64 = 20_000;
 
 /// See the module docs. Relaxed throughout: it is a hint, never part of a
 /// correctness argument.
@@ -62,12 +62,17 @@ impl Cost {
     #[inline]
     pub(crate) fn record(&self, items: u64, ns: u64) {
         let sample = (ns / items.max(1)).max(1);
-        let avg = match self.get() {
-            None => sample,
-            Some(old) if sample >= old => sample,
-            Some(old) => (old + sample) / 2,
+        let (old, avg) = match self.get() {
+            None => (0, sample),
+            Some(old) if sample >= old => (old, sample),
+            Some(old) => (old, (old + sample) / 2),
         };
-        self.ns_per_item.store(avg.max(1), Relaxed);
+        // Steady state leaves the line alone: every claim and idle-runner
+        // wake reads it, so a store per sample would cost the readers a
+        // cache miss each for a change that decides nothing.
+        if avg.abs_diff(old) > old / 16 {
+            self.ns_per_item.store(avg.max(1), Relaxed);
+        }
     }
 
     /// Should every batch be timed (estimate unknown or slow)?
