@@ -40,8 +40,8 @@ pub(crate) trait Stages: Send + Sync + Sized + 'static {
     /// ring items per active runner (see `ordered/cost.rs`; an item of the
     /// iterator front end is a whole batch, so it wants 1).
     fn wake_backlog(&self) -> u64;
-    /// How many items one claim may take. A claim takes about half the
-    /// backlog per active runner, up to this ([`Ring::claim_share`]).
+    /// How many items one claim may take. A claim also takes at most
+    /// `backlog / (2 · current_active)` items ([`Ring::claim_share`]).
     fn max_claim(&self) -> u64;
     /// Should the runner time the batch it is about to run?
     fn time_batch(&self) -> bool {
