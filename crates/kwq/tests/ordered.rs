@@ -558,6 +558,43 @@ fn ordered_map_matches_sequential() {
     assert_eq!(ordered_map(std::iter::empty::<u8>(), |x| x).count(), 0);
 }
 
+/// The iterator front end with a slow `f` runs `max_active` items at once
+/// from the first item: each group of four consecutive items meets at a
+/// rendezvous that completes only if all four run at the same time (a batch
+/// of several slow items on one runner would keep it from completing).
+#[test]
+fn ordered_map_runs_slow_items_max_active_at_once() {
+    let rt = rt(4);
+    let arrived = Arc::new(AtomicUsize::new(0));
+    let met = Arc::new(AtomicUsize::new(0));
+    let (a, m) = (arrived.clone(), met.clone());
+    let out: Vec<u64> = OrderedMapBuilder::new()
+        .runtime(&rt)
+        .max_active(4)
+        .max_in_flight(256)
+        .map(0..16u64, move |i| {
+            let group_end = 4 * (i / 4 + 1) as usize;
+            a.fetch_add(1, SeqCst);
+            let give_up = Instant::now() + Duration::from_secs(5);
+            while a.load(SeqCst) < group_end && Instant::now() < give_up {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            if a.load(SeqCst) >= group_end {
+                m.fetch_add(1, SeqCst);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            i
+        })
+        .unwrap()
+        .collect();
+    assert_eq!(out, (0..16).collect::<Vec<_>>());
+    assert_eq!(
+        met.load(SeqCst),
+        16,
+        "some group of four slow items did not run at once"
+    );
+}
+
 /// Streaming input of unknown length with bounded memory: never more than
 /// `max_in_flight` items between being pulled and being yielded.
 #[test]

@@ -65,7 +65,9 @@ where
     type Job = Vec<X>;
     type Done = Outcome<U>;
     fn wake_backlog(&self) -> u64 {
-        // A ring item is a whole batch, sized to about TARGET_BATCH_NS.
+        // A ring item is a whole batch, sized to about TARGET_BATCH_NS (and
+        // one item while the cost is unknown): wake a runner once one batch
+        // waits per active runner.
         1
     }
 
@@ -319,9 +321,12 @@ where
     Fun: Fn(I::Item) -> U + Send + Sync + 'static,
 {
     fn next_batch_size(&mut self) -> usize {
+        // No measurement yet: one item per batch. (Growing the batches
+        // before the first sample would put many items of a slow `f` in one
+        // batch, on one runner; with a cheap `f` the first sample arrives
+        // within microseconds.)
         self.batch = match self.crew.stages.cost.get() {
-            // No measurement yet: grow geometrically from 1.
-            None => (self.batch * 2).min(self.max_batch),
+            None => 1,
             Some(ns) => ((TARGET_BATCH_NS / ns) as usize).clamp(1, self.max_batch),
         };
         self.batch
