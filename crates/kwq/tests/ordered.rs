@@ -595,6 +595,109 @@ fn ordered_map_runs_slow_items_max_active_at_once() {
     );
 }
 
+/// A destructor that runs while its thread unwinds may queue into a full
+/// ordered queue: `queue` then helps, which can make it the drain owner.
+/// The drain's unwinding guard must not mistake the unwinding already in
+/// progress for its own (it used to abort the process here).
+#[test]
+fn queueing_into_a_full_queue_from_a_destructor_during_unwinding_works() {
+    let rt = rt(1);
+    let q: Arc<BoxedOrderedWorkqueue<u64>> = Arc::new(
+        OrderedWorkqueue::builder("unwinding")
+            .runtime(&rt)
+            .max_active(1)
+            .max_in_flight(1)
+            .build()
+            .unwrap(),
+    );
+    let ordered = Arc::new(AtomicUsize::new(0));
+    struct QueueOnDrop(Arc<BoxedOrderedWorkqueue<u64>>, Arc<AtomicUsize>);
+    impl Drop for QueueOnDrop {
+        fn drop(&mut self) {
+            for i in 0..200u64 {
+                let n = self.1.clone();
+                self.0.queue(
+                    Box::new(move || i),
+                    Box::new(move |_| {
+                        n.fetch_add(1, SeqCst);
+                    }),
+                );
+            }
+        }
+    }
+    let (qc, oc) = (q.clone(), ordered.clone());
+    let r = catch_unwind(AssertUnwindSafe(move || {
+        let _guard = QueueOnDrop(qc, oc);
+        panic!("unwinding");
+    }));
+    assert!(r.is_err());
+    q.flush().unwrap();
+    assert_eq!(ordered.load(SeqCst), 200);
+}
+
+/// Dropping an iterator early skips the remaining batches; their inputs are
+/// still dropped, under `catch_unwind`: an input whose destructor panics
+/// does not escape into the pool as a work-item panic, and every input
+/// pulled but not mapped is dropped exactly once.
+#[test]
+fn ordered_map_dropped_early_drops_inputs_even_if_one_panics() {
+    let worker_panics = Arc::new(AtomicUsize::new(0));
+    let wp = worker_panics.clone();
+    let rt = Runtime::builder()
+        .concurrency(2)
+        .panic_handler(move |_| {
+            wp.fetch_add(1, SeqCst);
+        })
+        .build()
+        .unwrap();
+    let (made, dropped, mapped) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
+    struct Input(Arc<AtomicUsize>, bool);
+    impl Drop for Input {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, SeqCst);
+            if self.1 {
+                panic!("input destructor");
+            }
+        }
+    }
+    let (m, d) = (made.clone(), dropped.clone());
+    // Inputs 6..16 panic when dropped. `f` takes 2 ms, so every batch is a
+    // single item (no second panic while one unwinds).
+    let input = (0..10_000u64).map(move |i| {
+        m.fetch_add(1, SeqCst);
+        Input(d.clone(), (6..16).contains(&i))
+    });
+    let mp = mapped.clone();
+    let mut it = OrderedMapBuilder::new()
+        .runtime(&rt)
+        .max_active(2)
+        .max_in_flight(256)
+        .map(input, move |x| {
+            spin_for(2_000);
+            mp.fetch_add(1, SeqCst);
+            std::mem::forget(x); // mapped inputs are not dropped
+        })
+        .unwrap();
+    assert!(it.next().is_some());
+    drop(it);
+    drop(rt);
+    assert_eq!(
+        worker_panics.load(SeqCst),
+        0,
+        "an input destructor escaped into the pool"
+    );
+    assert_eq!(
+        dropped.load(SeqCst),
+        made.load(SeqCst) - mapped.load(SeqCst),
+        "every pulled, unmapped input is dropped once"
+    );
+    assert!(dropped.load(SeqCst) > 0, "the test dropped no input early");
+}
+
 /// Streaming input of unknown length with bounded memory: never more than
 /// `max_in_flight` items between being pulled and being yielded.
 #[test]

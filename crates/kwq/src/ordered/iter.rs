@@ -77,7 +77,14 @@ where
 
     fn func(&self, _seq: u64, job: Vec<X>) -> Outcome<U> {
         if self.cancelled.load(Relaxed) {
-            return Ok(Vec::new());
+            // The iterator is gone: skip `f`, but drop the inputs under
+            // `catch_unwind` too — a stage must not unwind (a panicking
+            // input destructor would otherwise escape between the ring's
+            // `take_job` and `complete`).
+            return catch_unwind(AssertUnwindSafe(move || {
+                drop(job);
+                Vec::new()
+            }));
         }
         let n = job.len() as u64;
         let start = Instant::now();

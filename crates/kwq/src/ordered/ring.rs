@@ -247,11 +247,22 @@ pub(crate) struct Drained {
 
 /// Aborts the process if a drain owner unwinds: it would leave the
 /// sequence owned forever. Callers catch panics of user code, so this
-/// only fires on a kwq bug.
-struct AbortOnUnwind;
+/// only fires on a kwq bug. A drain may itself run while the thread is
+/// already unwinding (a destructor queueing into a full queue helps, and so
+/// drains), so it compares with the state at its start.
+struct AbortOnUnwind {
+    was_panicking: bool,
+}
+impl AbortOnUnwind {
+    fn arm() -> AbortOnUnwind {
+        AbortOnUnwind {
+            was_panicking: crate::sync::thread::panicking(),
+        }
+    }
+}
 impl Drop for AbortOnUnwind {
     fn drop(&mut self) {
-        if crate::sync::thread::panicking() {
+        if crate::sync::thread::panicking() && !self.was_panicking {
             eprintln!("kwq bug: an ordered drain unwound; the sequence cannot continue");
             std::process::abort();
         }
@@ -485,7 +496,7 @@ impl<J, D> Ring<J, D> {
         if !self.claim_head(h) {
             return out;
         }
-        let guard = AbortOnUnwind;
+        let guard = AbortOnUnwind::arm();
         let mut since_publish = 0;
         loop {
             // We own `h`: its stamp is ORDER_DONE(h), set by us.
@@ -579,24 +590,35 @@ impl<J, D> Drop for Ring<J, D> {
     /// one below `claim` whose claimer unwound between taking the job and
     /// completing it (a kwq bug — stages run under `catch_unwind`): its
     /// job may be gone, so it is leaked rather than risk a double drop.
+    /// A panicking destructor does not stop the others from running (as
+    /// with a slice); the first panic is resumed at the end.
     fn drop(&mut self) {
         let claim = self.claim.load(Relaxed);
+        let mut first_panic = None;
         for slot in self.slots.iter() {
             let stamp = slot.stamp.load(Relaxed);
             let seq = stamp >> FLAG_BITS;
             let flags = stamp & ((1 << FLAG_BITS) - 1);
-            slot.content.with_mut(|c| {
-                // SAFETY: by the stamp protocol (module docs), QUEUED with
-                // `seq >= claim` holds an untaken job and DONE an untaken
-                // result; exclusive access through `&mut self`.
-                unsafe {
-                    if flags == QUEUED && seq >= claim {
-                        ManuallyDrop::drop(&mut (*c).job);
-                    } else if flags == QUEUED | DONE {
-                        ManuallyDrop::drop(&mut (*c).done);
+            let dropped = slot.content.with_mut(|c| {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    // SAFETY: by the stamp protocol (module docs), QUEUED
+                    // with `seq >= claim` holds an untaken job and DONE an
+                    // untaken result; exclusive access through `&mut self`.
+                    unsafe {
+                        if flags == QUEUED && seq >= claim {
+                            ManuallyDrop::drop(&mut (*c).job);
+                        } else if flags == QUEUED | DONE {
+                            ManuallyDrop::drop(&mut (*c).done);
+                        }
                     }
-                }
+                }))
             });
+            if let Err(p) = dropped {
+                first_panic.get_or_insert(p);
+            }
+        }
+        if let Some(p) = first_panic {
+            std::panic::resume_unwind(p);
         }
     }
 }
@@ -660,6 +682,29 @@ mod tests {
         ring.slot(10).stamp.store(free(10), SeqCst);
         assert_eq!(claimed(ring.claim_share(32, 1).unwrap()), 10);
         assert!(ring.claim_share(32, 4).is_none());
+    }
+
+    /// Panics in its destructor if told to, after counting.
+    struct Bomb(Arc<AtomicUsize>, bool);
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Relaxed);
+            if self.1 {
+                panic!("bomb");
+            }
+        }
+    }
+
+    #[test]
+    fn a_panicking_destructor_does_not_stop_the_ring_dropping_the_rest() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let ring = Ring::<Bomb, Bomb>::new(8);
+        for i in 0..6 {
+            assert!(ring.try_push(Bomb(drops.clone(), i % 2 == 0)).is_ok());
+        }
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(ring)));
+        assert_eq!(*r.unwrap_err().downcast::<&str>().unwrap(), "bomb");
+        assert_eq!(drops.load(Relaxed), 6, "every held job was dropped");
     }
 
     #[test]
