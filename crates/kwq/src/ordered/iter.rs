@@ -360,21 +360,6 @@ where
         }
     }
 
-    /// Maps one unclaimed batch on the calling thread. False if none.
-    fn help(&self) -> bool {
-        let crew = &self.crew;
-        let Some(claim) = crew.ring.claim(1) else {
-            return false;
-        };
-        for t in claim {
-            let job = crew.ring.take_job(&t);
-            let out = crew.stages.func(t.seq(), job);
-            crew.ring.complete(t, out);
-        }
-        crew.ring.after_complete();
-        true
-    }
-
     /// With `current` used up: makes the next batch of outputs current,
     /// pulling input, mapping and waiting as needed. False at the end.
     /// Re-raises a panic of `f` from that batch.
@@ -393,7 +378,9 @@ where
                 }
                 return true;
             }
-            if !self.help() {
+            // Map one unclaimed batch on this thread, exactly as a runner
+            // would (`Crew::help_once`); sleep only if none is left.
+            if !self.crew.help_once() {
                 let ring = &self.crew.ring;
                 self.crew.waiters.wait_until(|| ring.head_done());
             }
