@@ -169,6 +169,16 @@ pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
         _ => false,
     });
     let _rejoin = Rejoin(left);
+    // A runner of an ordered queue blocking in a stage: its crew wakes
+    // another runner for queued items (`ordered/idle.rs`, stalled runners).
+    struct Unstall;
+    impl Drop for Unstall {
+        fn drop(&mut self) {
+            crate::ordered::blocking_hook(false);
+        }
+    }
+    crate::ordered::blocking_hook(true);
+    let _unstall = Unstall;
     f()
 }
 

@@ -23,7 +23,7 @@ pub(crate) use super::waiters::Waiters;
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
 use crate::sync::{hint, thread, thread_local, Arc, Weak};
 use crate::{Work, Workqueue};
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::time::Instant;
 
 /// Empty polls a runner makes before it goes idle.
@@ -64,27 +64,106 @@ pub(crate) trait Stages: Send + Sync + Sized + 'static {
     fn after_batch(&self, crew: &Crew<Self>);
 }
 
+/// What a stage frame knows about a runner, so that [`blocking_hook`] and
+/// a draining runner can mark it stalled (`ordered/idle.rs`).
+trait Stall {
+    /// Runner `me` may block from now on (`on`), or is back (`!on`).
+    fn set_stalled(&self, me: usize, on: bool);
+}
+
+/// One stage context on this thread: a runner's loop or a helper's batch.
+struct Frame {
+    crew: u64,
+    /// The runner's crew and index, if this frame is a runner's loop. The
+    /// pointer is valid while the frame exists: the frame is popped before
+    /// the loop that borrowed the crew returns.
+    runner: Option<(*const (dyn Stall + 'static), usize)>,
+    /// Nested reasons the runner may block (`kwq::blocking`, a drain).
+    stalls: u32,
+}
+
 thread_local! {
-    /// Id of the crew whose stage the calling thread is executing (0: none).
-    static IN_STAGE: Cell<u64> = const { Cell::new(0) };
+    /// The stage frames of the calling thread, innermost last. A thread
+    /// nests frames when a stage queues into another full queue and helps
+    /// it, or consumes an ordered map.
+    static FRAMES: RefCell<Vec<Frame>> = const { RefCell::new(Vec::new()) };
 }
 
 static NEXT_CREW_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Is the calling thread executing a stage of crew `id`?
+/// Is the calling thread executing a stage of crew `id`, at any depth?
 pub(crate) fn inside(id: u64) -> bool {
-    IN_STAGE.with(|c| c.get() == id)
+    FRAMES.with(|f| f.borrow().iter().any(|fr| fr.crew == id))
 }
 
-struct StageGuard(u64);
+/// Called by [`crate::blocking`] on entry (`on`) and exit (`!on`): every
+/// runner whose stage the thread is executing counts as stalled meanwhile,
+/// so its crew wakes another runner for queued items.
+pub(crate) fn blocking_hook(on: bool) {
+    let _ = FRAMES.try_with(|f| {
+        let mut frames = f.borrow_mut();
+        for fr in frames.iter_mut() {
+            let Some((crew, me)) = fr.runner else {
+                continue;
+            };
+            let edge = if on {
+                fr.stalls += 1;
+                fr.stalls == 1
+            } else {
+                fr.stalls = fr.stalls.saturating_sub(1);
+                fr.stalls == 0
+            };
+            if edge {
+                // SAFETY: see `Frame::runner`; `set_stalled` never touches
+                // FRAMES, so the borrow held here is not re-entered.
+                unsafe { (*crew).set_stalled(me, on) };
+            }
+        }
+    });
+}
+
+/// Pops its frame when dropped.
+struct StageGuard;
 impl StageGuard {
-    fn enter(id: u64) -> StageGuard {
-        StageGuard(IN_STAGE.with(|c| c.replace(id)))
+    fn enter(crew: u64, runner: Option<(*const (dyn Stall + 'static), usize)>) -> StageGuard {
+        FRAMES.with(|f| {
+            f.borrow_mut().push(Frame {
+                crew,
+                runner,
+                stalls: 0,
+            })
+        });
+        StageGuard
     }
 }
 impl Drop for StageGuard {
     fn drop(&mut self) {
-        IN_STAGE.with(|c| c.set(self.0));
+        FRAMES.with(|f| f.borrow_mut().pop());
+    }
+}
+
+/// Marks the innermost frame's runner (if it is one) stalled until dropped.
+pub(crate) struct DrainSession {
+    runner: Option<(*const (dyn Stall + 'static), usize)>,
+}
+impl Drop for DrainSession {
+    fn drop(&mut self) {
+        let Some((crew, me)) = self.runner else {
+            return;
+        };
+        let edge = FRAMES.with(|f| {
+            let mut frames = f.borrow_mut();
+            let fr = frames
+                .last_mut()
+                .expect("a drain runs inside its stage frame");
+            fr.stalls -= 1;
+            fr.stalls == 0
+        });
+        if edge {
+            // SAFETY: the frame that holds `crew` is still on the stack (the
+            // session ends inside the batch that started it).
+            unsafe { (*crew).set_stalled(me, false) };
+        }
     }
 }
 
@@ -108,13 +187,25 @@ impl<S: Stages> std::fmt::Debug for Crew<S> {
     }
 }
 
+impl<S: Stages> Stall for Crew<S> {
+    fn set_stalled(&self, me: usize, on: bool) {
+        if on {
+            let cur = self.current_active();
+            if let Some(i) = self.idle.stall(me, cur, || self.ring.has_claimable()) {
+                self.wq.queue(&self.runners[i]);
+            }
+        } else {
+            self.idle.unstall(me);
+        }
+    }
+}
+
 impl<S: Stages> Crew<S> {
-    /// Builds a crew of `limit` runners on `wq`, with a ring of `cap`
-    /// slots. With `thresh`, `current_active` starts at 1 and follows the
+    /// Builds a crew of `limit` runners on `wq`, working `ring`. With `thresh`, `current_active` starts at 1 and follows the
     /// backlog; without, it is `limit`.
     pub(crate) fn new(
         wq: Workqueue,
-        cap: usize,
+        ring: Ring<S::Job, S::Done>,
         limit: usize,
         thresh: Option<Thresh>,
         stages: S,
@@ -137,7 +228,7 @@ impl<S: Stages> Crew<S> {
                 })
                 .collect();
             Crew {
-                ring: Ring::new(cap),
+                ring,
                 stages,
                 id: NEXT_CREW_ID.fetch_add(1, Relaxed),
                 waiters: Waiters::default(),
@@ -172,9 +263,39 @@ impl<S: Stages> Crew<S> {
         }
     }
 
-    /// Wakes an idle runner if parallel work is waiting (a drain owner
-    /// calls this before running ordered stages that may block).
-    pub(crate) fn help_wanted(&self) {
+    /// Called by a thread that just became the drain owner, before the
+    /// first ordered stage (which may block). A runner counts as stalled
+    /// until the returned session ends (see `ordered/idle.rs`); any owner
+    /// wakes an idle runner if parallel work is waiting.
+    pub(crate) fn drain_session(&self) -> DrainSession {
+        let runner = FRAMES.with(|f| {
+            let mut frames = f.borrow_mut();
+            let fr = frames.last_mut()?;
+            if fr.crew != self.id {
+                return None;
+            }
+            let (crew, me) = fr.runner?;
+            fr.stalls += 1;
+            Some((crew, me, fr.stalls == 1))
+        });
+        match runner {
+            Some((crew, me, edge)) => {
+                if edge {
+                    self.set_stalled(me, true);
+                }
+                DrainSession {
+                    runner: Some((crew, me)),
+                }
+            }
+            None => {
+                self.help_wanted();
+                DrainSession { runner: None }
+            }
+        }
+    }
+
+    /// Wakes an idle runner if parallel work is waiting.
+    fn help_wanted(&self) {
         let cur = self.current_active.load(Relaxed);
         if let Some(i) = self.idle.pick_if(cur, || self.ring.has_claimable()) {
             self.wq.queue(&self.runners[i]);
@@ -191,7 +312,7 @@ impl<S: Stages> Crew<S> {
         let Some(claim) = self.ring.claim_share(max, spread) else {
             return false;
         };
-        self.exec_hook();
+        self.exec_hook(claim.end() - claim.first(), claim.end());
         let start = self.stages.time_batch().then(Instant::now);
         let mut items = 0;
         for ticket in claim {
@@ -215,15 +336,29 @@ impl<S: Stages> Crew<S> {
     /// On a small machine this keeps every core on stage work instead of one
     /// of them parking the producer. False if nothing was claimable.
     pub(crate) fn help_once(&self) -> bool {
-        let _stage = StageGuard::enter(self.id);
+        let _stage = StageGuard::enter(self.id, None);
         self.run_batch()
     }
 
     /// The runner loop (body of runner `me`'s work function).
     fn run(&self, me: usize) {
-        let _stage = StageGuard::enter(self.id);
+        let this: *const (dyn Stall + 'static) = self as *const Crew<S>;
+        let _stage = StageGuard::enter(self.id, Some((this, me)));
         let mut polls = 0u32;
         loop {
+            if me >= self.current_active() {
+                // The threshold lowered `current_active` below us: start no
+                // new batch (as a workqueue starts no item beyond its
+                // `max_active`); hand anything claimable to a runner below
+                // the limit.
+                if let Some(i) = self
+                    .idle
+                    .retire(me, self.current_active(), || self.ring.has_claimable())
+                {
+                    self.wq.queue(&self.runners[i]);
+                }
+                return;
+            }
             if self.run_batch() {
                 polls = 0;
                 continue;
@@ -247,15 +382,24 @@ impl<S: Stages> Crew<S> {
         }
     }
 
-    /// Btrfs `thresh_exec_hook`, evaluated once per claimed batch.
-    fn exec_hook(&self) {
+    /// Btrfs `thresh_exec_hook`, evaluated once per claimed batch of
+    /// `batch` items ending before `end`.
+    fn exec_hook(&self, batch: u64, end: u64) {
         let Some(th) = &self.thresh else { return };
-        let pending = self.ring.tail().saturating_sub(self.ring.claimed());
-        th.exec_hook(pending, &self.current_active, |n| {
+        let pending = self.ring.tail().saturating_sub(end);
+        let mut grew = false;
+        let before = self.current_active();
+        th.exec_hook(pending, batch, &self.current_active, |n| {
+            grew = n > before;
             self.wq
                 .set_max_active(n)
                 .expect("thresholded max_active stays within 1..=limit");
         });
+        if grew {
+            // The backlog that made it grow is waiting: start a runner on
+            // it now rather than at the next item's queueing.
+            self.help_wanted();
+        }
     }
 
     /// Is the backlog above twice the threshold (Btrfs
@@ -279,7 +423,7 @@ impl<S: Stages> Crew<S> {
         let s = r.stamp(head);
         format!(
             "ordered '{}': tail={} claimed={} head={} (slot {}: {} #{}) released={} \
-             capacity={} runners idle={:#x} active={}/{} waiters={}",
+             capacity={} runners idle={:#x} stalled={:#x} active={}/{} waiters={}",
             self.wq.name(),
             r.tail(),
             r.claimed(),
@@ -290,9 +434,108 @@ impl<S: Stages> Crew<S> {
             r.released(),
             r.capacity(),
             self.idle.snapshot(),
+            self.idle.stalled_snapshot(),
             self.current_active(),
             self.limit,
             self.waiters.count(),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::atomic::AtomicBool;
+    use crate::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    /// Stages whose `func(seq)` records which runner ran it, then spins
+    /// until `gates[seq]` opens.
+    #[derive(Default)]
+    struct Probe {
+        ran_on: Mutex<Vec<(u64, Option<usize>)>>,
+        gates: [AtomicBool; 4],
+    }
+
+    fn runner_index() -> Option<usize> {
+        FRAMES.with(|f| f.borrow().last().and_then(|fr| fr.runner.map(|(_, me)| me)))
+    }
+
+    impl Stages for Probe {
+        type Job = ();
+        type Done = ();
+        fn wake_backlog(&self) -> u64 {
+            0
+        }
+        fn max_claim(&self) -> u64 {
+            1
+        }
+        fn func(&self, seq: u64, _job: ()) {
+            self.ran_on.lock().push((seq, runner_index()));
+            while !self.gates[seq as usize].load(SeqCst) {
+                thread::yield_now();
+            }
+        }
+        fn after_batch(&self, crew: &Crew<Self>) {
+            crew.ring.try_drain(|_, _| {}, |_| crew.waiters.notify());
+        }
+    }
+
+    fn wait_for(what: &str, cond: impl Fn() -> bool) {
+        let end = Instant::now() + Duration::from_secs(10);
+        while !cond() {
+            assert!(Instant::now() < end, "timed out waiting for {what}");
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// A runner above a lowered `current_active` starts no new batch: it
+    /// finishes what it runs, then leaves, and the queued item waits for
+    /// the runner below the limit (the threshold's analogue of a
+    /// workqueue's `max_active`).
+    #[test]
+    fn runner_above_a_lowered_limit_starts_nothing_new() {
+        let rt = crate::Runtime::builder().concurrency(2).build().unwrap();
+        let wq = Workqueue::builder("crew-retire")
+            .runtime(&rt)
+            .max_active(2)
+            .build()
+            .unwrap();
+        let crew = Crew::new(wq, Ring::new(8), 2, None, Probe::default());
+        let push = |crew: &Crew<Probe>| {
+            let seq = crew.ring.try_push(()).ok().unwrap();
+            crew.kick(seq);
+            seq
+        };
+        // Items 0 and 1 occupy both runners.
+        push(&crew);
+        push(&crew);
+        wait_for("two items running", || crew.stages.ran_on.lock().len() == 2);
+        let on = crew.stages.ran_on.lock().clone();
+        let runners: Vec<usize> = on
+            .iter()
+            .map(|&(_, r)| r.expect("ran on a runner"))
+            .collect();
+        assert_ne!(runners[0], runners[1]);
+        // The threshold lowers the limit to 1 (as `exec_hook` would).
+        crew.current_active.store(1, SeqCst);
+        crew.wq.set_max_active(1).unwrap();
+        // Item 2 is queued; then the item on runner 1 finishes.
+        push(&crew);
+        let seq_on_1 = on.iter().find(|&&(_, r)| r == Some(1)).unwrap().0;
+        let seq_on_0 = on.iter().find(|&&(_, r)| r == Some(0)).unwrap().0;
+        crew.stages.gates[seq_on_1 as usize].store(true, SeqCst);
+        thread::sleep(Duration::from_millis(50));
+        assert_eq!(
+            crew.stages.ran_on.lock().len(),
+            2,
+            "runner 1 started item 2 although current_active is 1"
+        );
+        // Runner 0 finishes its item and takes item 2.
+        crew.stages.gates[seq_on_0 as usize].store(true, SeqCst);
+        crew.stages.gates[2].store(true, SeqCst);
+        wait_for("item 2", || crew.stages.ran_on.lock().len() == 3);
+        assert_eq!(crew.stages.ran_on.lock()[2], (2, Some(0)));
+        crew.quiesce();
     }
 }

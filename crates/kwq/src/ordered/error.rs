@@ -17,6 +17,9 @@ pub struct BuildError {
 enum BuildErrorKind {
     MaxActive(usize),
     MaxInFlight(usize),
+    MapInFlight { got: usize, min: usize },
+    Thresh { thresh: u64, max_in_flight: usize },
+    OutOfMemory { slots: usize, slot_bytes: usize },
     Workqueue(crate::BuildError),
 }
 
@@ -29,6 +32,24 @@ impl BuildError {
     pub(crate) fn max_in_flight(n: usize) -> Self {
         BuildError {
             kind: BuildErrorKind::MaxInFlight(n),
+        }
+    }
+    pub(crate) fn map_in_flight(got: usize, min: usize) -> Self {
+        BuildError {
+            kind: BuildErrorKind::MapInFlight { got, min },
+        }
+    }
+    pub(crate) fn thresh(thresh: u64, max_in_flight: usize) -> Self {
+        BuildError {
+            kind: BuildErrorKind::Thresh {
+                thresh,
+                max_in_flight,
+            },
+        }
+    }
+    pub(crate) fn out_of_memory(slots: usize, slot_bytes: usize) -> Self {
+        BuildError {
+            kind: BuildErrorKind::OutOfMemory { slots, slot_bytes },
         }
     }
 }
@@ -52,6 +73,24 @@ impl fmt::Display for BuildError {
             BuildErrorKind::MaxInFlight(n) => {
                 write!(f, "max_in_flight must be between 1 and 2^32, got {n}")
             }
+            BuildErrorKind::MapInFlight { got, min } => write!(
+                f,
+                "an ordered map's max_in_flight must be at least {min} (one item per ring \
+                 slot), got {got}"
+            ),
+            BuildErrorKind::Thresh {
+                thresh,
+                max_in_flight,
+            } => write!(
+                f,
+                "thresh must be below max_in_flight ({max_in_flight}), got {thresh}: the \
+                 backlog can never exceed max_in_flight, so current_active could never grow"
+            ),
+            BuildErrorKind::OutOfMemory { slots, slot_bytes } => write!(
+                f,
+                "cannot allocate the ring for max_in_flight {slots} ({slots} slots of \
+                 {slot_bytes} bytes, allocated up front)"
+            ),
             BuildErrorKind::Workqueue(e) => write!(f, "{e}"),
         }
     }

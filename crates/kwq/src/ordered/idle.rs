@@ -34,9 +34,39 @@
 //! its own loop again (push or help, then kick or claim): a protocol
 //! invariant, kept by `push_blocking` and `OrderedMap::refill`.
 //!
-//! `src/tests/loom_idle.rs` checks this with the real ring.
+//! # Stalled runners
+//!
+//! A runner that may block — one that owns the ordered drain (ordered
+//! stages may block, as Btrfs's do when they submit I/O), or one inside
+//! [`crate::blocking`] in either stage — sets its bit in a second mask,
+//! `stalled`, and then wakes an idle runner if anything is claimable. A
+//! producer counts only active runners that are not stalled when it decides
+//! whether a short backlog needs another runner. This is cmwq's
+//! concurrency management at the crew's level: a blocked worker makes room
+//! for another, so an item queued behind a blocked stage is not left next
+//! to an idle runner (which would deadlock if the blocked stage waits for
+//! it).
+//!
+//! ```text
+//!   producer                               runner i about to block
+//!   --------                               -----------------------
+//!   store QUEUED(t)         (SeqCst)       stalled.fetch_or(bit i)     (SeqCst)
+//!   m = bits.load()         (SeqCst)       m = bits.load()             (SeqCst)
+//!   s = stalled.load()      (SeqCst)       if an idle runner in m and has_claimable():
+//!   wake unless enough active                  clear its bit, queue its Work
+//!   runners outside s
+//! ```
+//!
+//! Again all SeqCst: either the producer sees runner `i` stalled (and wakes
+//! an idle runner), or runner `i`'s check comes after the `QUEUED` store and
+//! sees the item (or sees it already claimed). With every runner of the
+//! first `current_active` active and stalled, nobody is woken — as in cmwq,
+//! `max_active` items that all block hold back the rest.
+//!
+//! `src/tests/loom_idle.rs` checks both handshakes with the real ring.
 
 use crate::sync::atomic::{AtomicU64, Ordering::*};
+use crossbeam_utils::CachePadded;
 
 /// Runners per crew at most (one bit each).
 pub(crate) const MAX_RUNNERS: usize = 64;
@@ -53,7 +83,13 @@ pub(crate) fn low_bits(n: usize) -> u64 {
 /// See the module docs.
 #[derive(Debug)]
 pub(crate) struct Idle {
-    bits: AtomicU64,
+    /// Bit `i`: runner `i` is idle. Read by the producer on every item.
+    bits: CachePadded<AtomicU64>,
+    /// Bit `i`: runner `i` is active but may be blocked (draining, or
+    /// inside `kwq::blocking`). Written once or twice per drain session, so
+    /// on a line of its own: the producer reads it only when a runner is
+    /// idle and the backlog is short.
+    stalled: CachePadded<AtomicU64>,
 }
 
 impl Idle {
@@ -61,7 +97,8 @@ impl Idle {
     pub(crate) fn all(limit: usize) -> Idle {
         debug_assert!((1..=MAX_RUNNERS).contains(&limit));
         Idle {
-            bits: AtomicU64::new(low_bits(limit)),
+            bits: CachePadded::new(AtomicU64::new(low_bits(limit))),
+            stalled: CachePadded::new(AtomicU64::new(0)),
         }
     }
 
@@ -70,11 +107,53 @@ impl Idle {
         self.bits.load(Relaxed)
     }
 
+    /// The stalled set, for dumps.
+    pub(crate) fn stalled_snapshot(&self) -> u64 {
+        self.stalled.load(Relaxed)
+    }
+
+    /// Runner half of the stall handshake: runner `me` (active) may block
+    /// now. Marks it stalled, then picks an idle runner among the first
+    /// `current_active` to wake if `has_claimable()` — the caller must then
+    /// queue that runner's `Work`.
+    pub(crate) fn stall(
+        &self,
+        me: usize,
+        current_active: usize,
+        has_claimable: impl FnOnce() -> bool,
+    ) -> Option<usize> {
+        self.stalled.fetch_or(1u64 << me, SeqCst);
+        crate::sync::fence_after_seqcst_write();
+        self.pick_if(current_active, has_claimable)
+    }
+
+    /// Runner `me`, above `current_active` after the threshold lowered it,
+    /// leaves for good: marks itself idle, then picks an idle runner among
+    /// the first `current_active` to wake if `has_claimable()` (the caller
+    /// queues its `Work`). The same Dekker pair as [`Idle::leave`]: a
+    /// runner below the limit that is leaving at the same time re-checks
+    /// after setting its bit, so one of the two sees the item.
+    pub(crate) fn retire(
+        &self,
+        me: usize,
+        current_active: usize,
+        has_claimable: impl FnOnce() -> bool,
+    ) -> Option<usize> {
+        self.bits.fetch_or(1u64 << me, SeqCst);
+        crate::sync::fence_after_seqcst_write();
+        self.pick_if(current_active, has_claimable)
+    }
+
+    /// Runner `me` is back from what might have blocked.
+    pub(crate) fn unstall(&self, me: usize) {
+        self.stalled.fetch_and(!(1u64 << me), SeqCst);
+    }
+
     /// Producer half, after the caller stored `QUEUED` (SeqCst): picks an
     /// idle runner among the first `current_active` to wake and clears its
     /// bit — the caller must then queue that runner's `Work`. Wakes nobody
-    /// while another runner is active and `backlog()` is at most
-    /// `wake_backlog` items per active runner.
+    /// while another runner is active and not stalled and `backlog()` is
+    /// at most `wake_backlog` items per such runner.
     #[inline]
     pub(crate) fn pick_for_item(
         &self,
@@ -91,9 +170,18 @@ impl Idle {
         if wanted == 0 {
             return None;
         }
-        let active = current_active as u64 - u64::from(wanted.count_ones());
-        if active > 0 && backlog() <= wake_backlog() * active {
-            return None;
+        let busy = low_bits(current_active) & !idle;
+        if busy != 0 {
+            let (backlog, per_runner) = (backlog(), wake_backlog());
+            let active = u64::from(busy.count_ones());
+            if backlog <= per_runner * active {
+                // Enough active runners for this backlog, unless some of
+                // them may be blocked.
+                let running = busy & !self.stalled.load(SeqCst);
+                if running != 0 && backlog <= per_runner * u64::from(running.count_ones()) {
+                    return None;
+                }
+            }
         }
         self.take_one(wanted)
     }

@@ -32,6 +32,7 @@
 use super::cost::{Cost, TARGET_BATCH_NS};
 use super::crew::{Crew, Stages, MAX_RUNNERS};
 use super::error::BuildError;
+use super::ring::Ring;
 use crate::sync::atomic::{AtomicBool, Ordering::*};
 use crate::sync::Arc;
 use crate::{Runtime, Workqueue};
@@ -184,7 +185,7 @@ impl OrderedMapBuilder {
             return Err(BuildError::max_active(limit));
         }
         if self.max_in_flight < MAP_SLOTS {
-            return Err(BuildError::max_in_flight(self.max_in_flight));
+            return Err(BuildError::map_in_flight(self.max_in_flight, MAP_SLOTS));
         }
         let wq = Workqueue::builder(self.name)
             .runtime(&rt)
@@ -196,7 +197,15 @@ impl OrderedMapBuilder {
             cancelled: AtomicBool::new(false),
             _types: std::marker::PhantomData,
         };
-        let crew = Crew::new(wq, MAP_SLOTS, limit, None, stages);
+        let crew = Crew::new(
+            wq,
+            Ring::try_new(MAP_SLOTS).map_err(|_| {
+                BuildError::out_of_memory(MAP_SLOTS, Ring::<Vec<I::Item>, Outcome<U>>::SLOT_BYTES)
+            })?,
+            limit,
+            None,
+            stages,
+        );
         Ok(OrderedMap {
             input: iter.into_iter(),
             exhausted: false,

@@ -122,6 +122,7 @@ pub(crate) mod ring;
 mod thresh;
 pub(crate) mod waiters;
 
+pub(crate) use crew::blocking_hook;
 pub use error::{BuildError, FlushError, Stage, StagePanic, TryQueueError};
 pub use iter::{
     for_each_ordered, ordered_map, OrderedIterExt, OrderedMap, OrderedMapBuilder,

@@ -3,7 +3,7 @@
 use super::cost::{Cost, TARGET_BATCH_NS, WAKE_NS};
 use super::crew::{self, Crew, Stages, MAX_RUNNERS};
 use super::error::{BuildError, FlushError, Stage, StagePanic, TryQueueError};
-use super::ring::Full;
+use super::ring::{Full, Ring};
 use super::thresh::Thresh;
 use crate::sync::atomic::{AtomicUsize, Ordering::*};
 use crate::sync::thread_local;
@@ -116,9 +116,10 @@ where
     O: FnOnce(T) + Send + 'static,
 {
     let stages = &crew.stages;
-    // An ordered stage may block: make sure parallel stages keep going.
-    crew.help_wanted();
-    crew.ring.try_drain(
+    // An ordered stage may block: the owner counts as stalled while it
+    // drains, so parallel stages keep going (`Crew::drain_session`).
+    crew.ring.try_drain_owned(
+        || crew.drain_session(),
         |seq, (outcome, ordered)| match outcome {
             Ok(value) => {
                 // ordered_func, then ordered_free: `ordered` and everything
@@ -169,8 +170,11 @@ impl OrderedWorkqueueBuilder {
     /// Make the number of concurrently running parallel stages dynamic,
     /// between 1 and `max_active`, following the backlog (Btrfs `thresh`,
     /// see the `thresh` module notes): it grows while more than
-    /// `thresh` items wait to start and shrinks below `thresh / 2`.
-    /// `thresh(0)` uses Btrfs's default, 32.
+    /// `thresh` items wait to start and shrinks below `thresh / 2` (below
+    /// 1 for `thresh(1)`). `thresh(0)` uses Btrfs's default, 32, lowered to
+    /// `max_in_flight / 2` for smaller queues; any other `thresh` must be
+    /// below `max_in_flight` (the backlog never exceeds it), else `build`
+    /// returns an error.
     pub fn thresh(mut self, thresh: u64) -> Self {
         self.thresh = Some(thresh);
         self
@@ -208,6 +212,13 @@ impl OrderedWorkqueueBuilder {
         if !(1..=1 << 32).contains(&self.max_in_flight) {
             return Err(BuildError::max_in_flight(self.max_in_flight));
         }
+        let thresh = match self.thresh {
+            None => None,
+            Some(t) => Some(
+                Thresh::effective(t, self.max_in_flight)
+                    .ok_or_else(|| BuildError::thresh(t, self.max_in_flight))?,
+            ),
+        };
         let sub = |high: bool| -> Result<SubQueue<T, F, O>, BuildError> {
             let name = if high {
                 format!("{}-high", self.name)
@@ -219,10 +230,16 @@ impl OrderedWorkqueueBuilder {
                 b = b.highpri();
             }
             let wq = b.build()?;
-            let thresh = self.thresh.map(|t| Thresh::new(t, limit));
+            let thresh = thresh.map(|t| Thresh::new(t, limit));
+            let ring = Ring::try_new(self.max_in_flight).map_err(|_| {
+                BuildError::out_of_memory(
+                    self.max_in_flight,
+                    Ring::<(F, O), (Outcome<T>, O)>::SLOT_BYTES,
+                )
+            })?;
             Ok(Crew::new(
                 wq,
-                self.max_in_flight,
+                ring,
                 limit,
                 thresh,
                 OrderedStages {
@@ -275,9 +292,12 @@ impl OrderedWorkqueueBuilder {
 ///
 /// Dropping the queue waits until every queued item has been released and
 /// every runner has returned (like `destroy_workqueue`), then prints any
-/// panics nobody collected with `flush`. Dropped from inside one of its own
-/// stages it cannot wait for itself: the items still run (the runner that
-/// executes the caller finishes them) but the drop returns at once.
+/// panics nobody collected with `flush`. Where it cannot or should not
+/// wait — dropped from inside one of its own stages (it would wait for
+/// itself), or while the dropping thread unwinds from a panic (it may hold
+/// what the stages need) — the drop returns at once and a finisher thread
+/// named `kwq-finish:<name>` waits instead: every queued item still runs
+/// all its stages, and uncollected panics are printed once they have.
 pub struct OrderedWorkqueue<T, F = BoxedFunc<T>, O = BoxedOrdered<T>>
 where
     T: Send + 'static,
@@ -354,6 +374,11 @@ where
     /// room. Use [`try_queue`](Self::try_queue) to never run stages on the
     /// calling thread.
     ///
+    /// Because a full queue makes the caller run stages — other items'
+    /// `func`s *and* `ordered` stages — do not call `queue` while holding a
+    /// lock that a stage of this queue takes: the caller could end up
+    /// running that stage and wait for itself. Use `try_queue` there.
+    ///
     /// # Panics
     ///
     /// If the queue is full and the caller is executing one of this
@@ -385,6 +410,11 @@ where
     /// has been released, then reports the panics caught since the last
     /// flush. A panicking stage never stalls the sequence: the items after
     /// it still run all their stages.
+    ///
+    /// Caught panics are kept, payload and all, until a `flush` takes them
+    /// (or the queue is dropped and prints them): a queue whose stages keep
+    /// panicking and that is never flushed holds them all, beyond
+    /// `max_in_flight`.
     ///
     /// # Panics
     ///
@@ -538,20 +568,63 @@ where
     O: FnOnce(T) + Send + 'static,
 {
     fn drop(&mut self) {
-        let inside_self = self.crews().any(|c| crew::inside(c.id));
-        if !inside_self && !crate::sync::thread::panicking() {
-            for c in self.crews() {
+        // Waiting is impossible from one of a sub-queue's own stages (the
+        // caller is in flight) and unwelcome while unwinding (the thread may
+        // hold what the stages need): a finisher thread waits instead, so
+        // the items still run and nothing is lost either way.
+        let unwinding = crate::sync::thread::panicking();
+        for c in self.crews() {
+            if unwinding || crew::inside(c.id) {
+                finish_in_background(&self.name, c.clone());
+            } else {
                 wait_released(c, c.ring.tail());
                 c.quiesce();
+                report_uncollected(&self.name, c);
             }
         }
-        for c in self.crews() {
-            for p in c.stages.take_panics() {
-                eprintln!(
-                    "kwq: ordered workqueue '{}' dropped with an uncollected panic: {p}",
-                    self.name
-                );
-            }
+    }
+}
+
+/// Keeps `c` alive until every item queued on it has been released, on a
+/// thread of its own (a rare path: a queue dropped from its own stage or
+/// while unwinding). If no thread can be started, `c` is leaked instead:
+/// its runners still run every item, which matters more than the memory.
+fn finish_in_background<T, F, O>(name: &str, c: SubQueue<T, F, O>)
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+    O: FnOnce(T) + Send + 'static,
+{
+    let target = c.ring.tail();
+    let name = name.to_string();
+    let keep = c.clone();
+    let spawned = crate::sync::thread::Builder::new()
+        .name(format!("kwq-finish:{name}"))
+        .spawn(move || {
+            wait_released(&c, target);
+            c.quiesce();
+            report_uncollected(&name, &c);
+        });
+    match spawned {
+        Ok(_) => drop(keep),
+        Err(e) => {
+            eprintln!(
+                "kwq: ordered workqueue dropped where it cannot wait, and no finisher thread \
+                 could start ({e}); its items still run, its memory is leaked"
+            );
+            std::mem::forget(keep);
         }
+    }
+}
+
+/// Prints the panics of `c` that no `flush` collected.
+fn report_uncollected<T, F, O>(name: &str, c: &Crew<OrderedStages<T, F, O>>)
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+    O: FnOnce(T) + Send + 'static,
+{
+    for p in c.stages.take_panics() {
+        eprintln!("kwq: ordered workqueue '{name}' dropped with an uncollected panic: {p}");
     }
 }

@@ -224,6 +224,19 @@ pub(crate) struct Claim {
     end: u64,
 }
 
+impl Claim {
+    /// The sequence number of the claim's next item (its first, before
+    /// iteration starts).
+    pub(crate) fn first(&self) -> u64 {
+        self.next
+    }
+
+    /// One past the sequence number of the claim's last item.
+    pub(crate) fn end(&self) -> u64 {
+        self.end
+    }
+}
+
 impl Iterator for Claim {
     type Item = Ticket;
     fn next(&mut self) -> Option<Ticket> {
@@ -271,17 +284,26 @@ impl Drop for AbortOnUnwind {
 
 impl<J, D> Ring<J, D> {
     /// A ring of `cap >= 1` slots, all `FREE` for sequence numbers `0..cap`.
+    #[cfg(any(test, kwq_loom))]
     pub(crate) fn new(cap: usize) -> Self {
+        Self::try_new(cap).expect("ring allocation")
+    }
+
+    /// Bytes per slot (for error messages).
+    pub(crate) const SLOT_BYTES: usize = std::mem::size_of::<Slot<J, D>>();
+
+    /// [`Ring::new`], or an error if the slots cannot be allocated.
+    pub(crate) fn try_new(cap: usize) -> Result<Self, std::collections::TryReserveError> {
         assert!(cap >= 1, "ring capacity must be at least 1");
+        let mut slots = Vec::new();
+        slots.try_reserve_exact(cap)?;
         let cap = cap as u64;
-        let slots = (0..cap)
-            .map(|i| Slot {
-                stamp: AtomicU64::new(free(i)),
-                content: UnsafeCell::new(Content { none: () }),
-            })
-            .collect();
-        Ring {
-            slots,
+        slots.extend((0..cap).map(|i| Slot {
+            stamp: AtomicU64::new(free(i)),
+            content: UnsafeCell::new(Content { none: () }),
+        }));
+        Ok(Ring {
+            slots: slots.into_boxed_slice(),
             cap,
             mask: cap - 1,
             pow2: cap.is_power_of_two(),
@@ -289,7 +311,7 @@ impl<J, D> Ring<J, D> {
             claim: CachePadded::new(AtomicU64::new(0)),
             head: CachePadded::new(AtomicU64::new(0)),
             released: CachePadded::new(AtomicU64::new(0)),
-        }
+        })
     }
 
     #[inline]
@@ -488,8 +510,22 @@ impl<J, D> Ring<J, D> {
     /// for the head and every following DONE item, in order, releasing each
     /// slot right after its `ordered` returned and calling
     /// `released(seq)` after each release. `ordered` must not unwind.
+    #[cfg(test)]
     pub(crate) fn try_drain(
         &self,
+        ordered: impl FnMut(u64, D),
+        released: impl FnMut(u64),
+    ) -> Drained {
+        self.try_drain_owned(|| (), ordered, released)
+    }
+
+    /// [`Ring::try_drain`], calling `own()` once on becoming the drain
+    /// owner, before the first ordered stage, and keeping what it returns
+    /// until the owner lets go (the crew marks a draining runner as
+    /// possibly blocked for the whole session, see `ordered/idle.rs`).
+    pub(crate) fn try_drain_owned<G>(
+        &self,
+        own: impl FnOnce() -> G,
         mut ordered: impl FnMut(u64, D),
         mut released: impl FnMut(u64),
     ) -> Drained {
@@ -499,6 +535,7 @@ impl<J, D> Ring<J, D> {
             return out;
         }
         let guard = AbortOnUnwind::arm();
+        let session = own();
         let mut since_publish = 0;
         loop {
             // We own `h`: its stamp is ORDER_DONE(h), set by us.
@@ -541,6 +578,7 @@ impl<J, D> Ring<J, D> {
                 break;
             }
         }
+        drop(session);
         drop(guard);
         out
     }

@@ -11,7 +11,8 @@
 //! kwq differences, all deliberate:
 //!
 //! * `pending` is not a separate counter: it is `tail - claimed` of the
-//!   ring, exact and free.
+//!   ring, exact and free. Growth also counts the batch just claimed (see
+//!   [`next_active`]), so that a full ring's backlog reaches `max_in_flight`.
 //! * The hook runs once per claimed *batch*, not per item, and at most one
 //!   thread evaluates at a time (`try_lock`; a busy lock means somebody is
 //!   evaluating right now, so skipping loses nothing).
@@ -21,6 +22,13 @@
 //! * Btrfs treats `thresh < 32` as "no threshold"; kwq honours any
 //!   threshold `>= 1` (`thresh(0)` means Btrfs's default, 32). Not calling
 //!   `thresh` at all means no threshold: `current_active = max_active`.
+//!   The shrink bound is `max(thresh / 2, 1)`, so that `thresh(1)` can
+//!   shrink too (at an empty backlog); for `thresh >= 2` it is Btrfs's.
+//! * The backlog is bounded by `max_in_flight`, so a threshold at or above
+//!   it could never let `current_active` grow: the builder refuses such a
+//!   threshold, and `thresh(0)` means `min(32, max_in_flight / 2)`: half
+//!   the ring, so that a producer that helps (and so keeps the ring a
+//!   little short of full) still crosses it.
 //! * The workqueue's `max_active` is set while the lock is held, so after
 //!   every adjustment it equals `current_active` (BT-5) with no window in
 //!   which a later adjustment could be overtaken by an earlier one.
@@ -31,17 +39,30 @@ use crate::sync::Mutex;
 /// Btrfs `DFT_THRESHOLD`.
 pub(crate) const DEFAULT_THRESH: u64 = 32;
 
-/// One evaluation of the Btrfs rule: the next `current_active`.
+/// One evaluation of the Btrfs rule, for a runner that just claimed
+/// `batch` items and left `pending` waiting behind them.
 ///
 /// ```text
-///   new = current + (pending > thresh) - (pending < thresh / 2), clamped to [1, limit]
+///   new = current + (pending + batch > thresh) - (pending < max(thresh / 2, 1)), clamped to [1, limit]
 /// ```
-pub(crate) fn next_active(current: usize, pending: u64, thresh: u64, limit: usize) -> usize {
+///
+/// Btrfs evaluates after taking its item (`pending` is decremented first)
+/// for both bounds. kwq grows on the backlog *including* the claimed batch,
+/// so that a full ring (`max_in_flight` waiting) exceeds any threshold
+/// below `max_in_flight`, and shrinks on what is left behind, as Btrfs.
+/// The shrink bound is at least 1 so that `thresh(1)` can shrink too.
+pub(crate) fn next_active(
+    current: usize,
+    pending: u64,
+    batch: u64,
+    thresh: u64,
+    limit: usize,
+) -> usize {
     let mut n = current;
-    if pending > thresh {
+    if pending.saturating_add(batch) > thresh {
         n += 1;
     }
-    if pending < thresh / 2 {
+    if pending < (thresh / 2).max(1) {
         n = n.saturating_sub(1);
     }
     n.clamp(1, limit.max(1))
@@ -56,6 +77,18 @@ pub(crate) struct Thresh {
 }
 
 impl Thresh {
+    /// The threshold the builder uses for `thresh(t)` with `max_in_flight`
+    /// slots: `t == 0` selects Btrfs's default, lowered to half of
+    /// `max_in_flight`; any other `t` must be below `max_in_flight`.
+    pub(crate) fn effective(t: u64, max_in_flight: usize) -> Option<u64> {
+        let cap = max_in_flight as u64;
+        match t {
+            0 => Some(DEFAULT_THRESH.min(cap / 2).max(1)),
+            t if t < cap => Some(t),
+            _ => None,
+        }
+    }
+
     /// `thresh == 0` selects the Btrfs default.
     pub(crate) fn new(thresh: u64, limit: usize) -> Thresh {
         Thresh {
@@ -70,9 +103,16 @@ impl Thresh {
         self.thresh
     }
 
-    /// `thresh_exec_hook`: maybe adjust `current` given `pending`; calls
-    /// `apply(new)` (with the lock held) when it changed.
-    pub(crate) fn exec_hook(&self, pending: u64, current: &AtomicUsize, apply: impl FnOnce(usize)) {
+    /// `thresh_exec_hook`: maybe adjust `current` after a claim of `batch`
+    /// items that left `pending` waiting; calls `apply(new)` (with the lock
+    /// held) when it changed.
+    pub(crate) fn exec_hook(
+        &self,
+        pending: u64,
+        batch: u64,
+        current: &AtomicUsize,
+        apply: impl FnOnce(usize),
+    ) {
         let Some(mut count) = self.count.try_lock() else {
             return;
         };
@@ -82,7 +122,7 @@ impl Thresh {
         }
         *count = 0;
         let cur = current.load(Relaxed);
-        let new = next_active(cur, pending, self.thresh, self.limit);
+        let new = next_active(cur, pending, batch, self.thresh, self.limit);
         if new != cur {
             current.store(new, Relaxed);
             apply(new);
@@ -91,7 +131,7 @@ impl Thresh {
 
     /// Btrfs `btrfs_workqueue_normal_congested`.
     pub(crate) fn congested(&self, pending: u64) -> bool {
-        pending > 2 * self.thresh
+        pending > self.thresh.saturating_mul(2)
     }
 }
 
@@ -102,13 +142,37 @@ mod tests {
     #[test]
     fn rule_matches_btrfs() {
         // Grow above thresh, shrink below thresh/2, hold in between.
-        assert_eq!(next_active(1, 33, 32, 8), 2);
-        assert_eq!(next_active(3, 20, 32, 8), 3);
-        assert_eq!(next_active(3, 15, 32, 8), 2);
+        assert_eq!(next_active(1, 33, 1, 32, 8), 2);
+        assert_eq!(next_active(3, 20, 1, 32, 8), 3);
+        assert_eq!(next_active(3, 15, 1, 32, 8), 2);
+        // Growth counts the claimed batch; shrinking does not.
+        assert_eq!(next_active(1, 32, 1, 32, 8), 2);
+        assert_eq!(next_active(1, 31, 1, 32, 8), 1);
+        assert_eq!(next_active(3, 15, 20, 32, 8), 3);
         // Clamped to [1, limit].
-        assert_eq!(next_active(8, 1000, 32, 8), 8);
-        assert_eq!(next_active(1, 0, 32, 8), 1);
-        assert_eq!(next_active(1, 1000, 32, 1), 1);
+        assert_eq!(next_active(8, 1000, 1, 32, 8), 8);
+        assert_eq!(next_active(1, 0, 1, 32, 8), 1);
+        assert_eq!(next_active(1, 1000, 1, 32, 1), 1);
+        // thresh 1 still shrinks, at an empty backlog.
+        assert_eq!(next_active(2, 0, 1, 1, 4), 1);
+        assert_eq!(next_active(2, 1, 1, 1, 4), 3);
+    }
+
+    #[test]
+    fn effective_threshold_stays_below_max_in_flight() {
+        assert_eq!(Thresh::effective(0, 1024), Some(DEFAULT_THRESH));
+        assert_eq!(Thresh::effective(0, 64), Some(DEFAULT_THRESH));
+        assert_eq!(Thresh::effective(0, 32), Some(16));
+        assert_eq!(Thresh::effective(0, 1), Some(1));
+        assert_eq!(Thresh::effective(7, 8), Some(7));
+        assert_eq!(Thresh::effective(8, 8), None);
+        assert_eq!(Thresh::effective(u64::MAX, 8), None);
+    }
+
+    #[test]
+    fn congested_does_not_overflow() {
+        assert!(!Thresh::new(u64::MAX, 2).congested(u64::MAX));
+        assert!(Thresh::new(4, 2).congested(9));
     }
 
     #[test]
@@ -118,12 +182,12 @@ mod tests {
         let cur = AtomicUsize::new(1);
         let mut applied = Vec::new();
         for _ in 0..100 {
-            th.exec_hook(10_000, &cur, |n| applied.push(n));
+            th.exec_hook(10_000, 1, &cur, |n| applied.push(n));
         }
         // 100 calls, one evaluation per 8: 12 evaluations, capped at 4.
         assert_eq!(applied, vec![2, 3, 4]);
         for _ in 0..100 {
-            th.exec_hook(0, &cur, |n| applied.push(n));
+            th.exec_hook(0, 1, &cur, |n| applied.push(n));
         }
         assert_eq!(applied, vec![2, 3, 4, 3, 2, 1]);
         assert_eq!(cur.load(Relaxed), 1);

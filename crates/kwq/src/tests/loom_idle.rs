@@ -174,3 +174,50 @@ fn helping_producer_and_leaving_runner_strand_nothing() {
         assert_eq!(ring.released(), 3, "an item was stranded");
     });
 }
+
+/// The stall handshake (see `ordered/idle.rs`): runner 0 is active but
+/// about to block (it owns the drain, or entered `kwq::blocking`), runner 1
+/// is idle, and a producer queues an item whose backlog alone would not
+/// wake anybody. Runner 0 never claims while it is blocked, so the item
+/// runs only if somebody wakes runner 1 — the producer (it saw the stall)
+/// or runner 0 itself (its check saw the item). Exactly one of them does.
+#[test]
+fn stalled_runner_or_producer_wakes_the_idle_runner() {
+    loom::model(|| {
+        let ring = Arc::new(Ring::<u64, u64>::new(2));
+        let idle = Arc::new(Idle::all(2));
+        assert_eq!(idle.pick_if(2, || true), Some(0)); // runner 0 is active
+        let woken = Arc::new(AtomicUsize::new(0));
+        let stalling = {
+            let (ring, idle, woken) = (ring.clone(), idle.clone(), woken.clone());
+            thread::spawn(move || {
+                if let Some(i) = idle.stall(0, 2, || ring.has_claimable()) {
+                    assert_eq!(i, 1);
+                    woken.fetch_add(1, SeqCst);
+                }
+            })
+        };
+        let producer = {
+            let (ring, idle, woken) = (ring.clone(), idle.clone(), woken.clone());
+            thread::spawn(move || {
+                let seq = ring.try_push(7).ok().unwrap();
+                let backlog = || (seq + 1).saturating_sub(ring.claimed());
+                if let Some(i) = idle.pick_for_item(2, || 64, backlog) {
+                    assert_eq!(i, 1);
+                    woken.fetch_add(1, SeqCst);
+                }
+            })
+        };
+        stalling.join().unwrap();
+        producer.join().unwrap();
+        assert_eq!(
+            woken.load(SeqCst),
+            1,
+            "idle runner woken {} times",
+            woken.load(SeqCst)
+        );
+        // Runner 1's Work runs and claims the item; runner 0 is still blocked.
+        assert_eq!(runner(&ring, &idle, 1), 1);
+        idle.unstall(0);
+    });
+}
