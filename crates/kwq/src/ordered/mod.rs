@@ -72,6 +72,10 @@
 //!    re-tries the CAS once, so a `DONE` stored meanwhile is not stranded.
 //! 5. A runner that finds nothing to claim spins briefly, then marks itself
 //!    idle and re-checks for claimable items before returning.
+//! 6. A runner that may block — the drain owner, or one inside
+//!    [`crate::blocking`] — is marked *stalled* for that time: producers do
+//!    not count it as active, so an item queued behind it wakes an idle
+//!    runner (cmwq's concurrency management, per crew; `idle.rs`).
 //!
 //! # Why this is correct
 //!
@@ -92,10 +96,10 @@
 //!   owner cannot make a reused slot "look running" to kwq (the 2014/2019
 //!   collision), and the R1 window (another worker freed the item the
 //!   blocked worker started with) has nothing to collide with.
-//! * **No lost drain / no stranded item**: two Dekker handshakes with
-//!   SeqCst fences — completer vs. drain owner (`ring.rs`), producer vs.
-//!   idle runner (`crew.rs`). Checked with loom in
-//!   `src/tests/loom_ordered.rs`.
+//! * **No lost drain / no stranded item**: Dekker handshakes with SeqCst
+//!   fences — completer vs. drain owner (`ring.rs`), producer vs. idle
+//!   runner and producer vs. stalled runner (`idle.rs`). Checked with loom
+//!   in `src/tests/loom_ordered.rs` and `src/tests/loom_idle.rs`.
 //! * **Panics** never stall the sequence: `func` and `ordered` run under
 //!   `catch_unwind`; a panicking `func` still reaches `DONE` (its
 //!   `ordered` is dropped, not called), a panicking `ordered` still
@@ -110,7 +114,9 @@
 //! blocking, exactly as in Btrfs). Waiting for another queue — the stacked
 //! filesystem case — is fine, and so is blocking in general: other runners
 //! keep running `func`s while the drain owner blocks, and completed items
-//! wait, in order.
+//! wait, in order. A `func` that blocks should do so inside
+//! [`crate::blocking`] (as any blocking kwq work should): then the items
+//! behind it get another runner even when the backlog is short.
 
 mod cost;
 mod crew;
