@@ -5,38 +5,19 @@
 use kwq::ordered::{
     ordered_map, BoxedOrderedWorkqueue, OrderedIterExt, OrderedMapBuilder, OrderedWorkqueue, Stage,
 };
-use kwq::Runtime;
+mod common;
+
+use common::{rt, spin_for, within};
 use proptest::prelude::*;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
-use std::sync::{mpsc, Arc, Condvar, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
-
-fn rt(concurrency: usize) -> Runtime {
-    Runtime::builder().concurrency(concurrency).build().unwrap()
-}
-
-fn spin_for(us: u64) {
-    let end = Instant::now() + Duration::from_micros(us);
-    while Instant::now() < end {
-        std::hint::spin_loop();
-    }
-}
 
 /// Cheap deterministic pseudo-random delays.
 fn delay_us(i: u64, max: u64) -> u64 {
     let x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17);
     x % (max + 1)
-}
-
-/// Runs `f` on another thread and fails if it takes longer than `secs`.
-fn within<R: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    rx.recv_timeout(Duration::from_secs(secs))
-        .unwrap_or_else(|_| panic!("{what}: no result after {secs} s (hang)"))
 }
 
 /// BT-1 and BT-2: ordered stages in queueing order, each after its func,
@@ -643,7 +624,7 @@ fn queueing_into_a_full_queue_from_a_destructor_during_unwinding_works() {
 fn ordered_map_dropped_early_drops_inputs_even_if_one_panics() {
     let worker_panics = Arc::new(AtomicUsize::new(0));
     let wp = worker_panics.clone();
-    let rt = Runtime::builder()
+    let rt = kwq::Runtime::builder()
         .concurrency(2)
         .panic_handler(move |_| {
             wp.fetch_add(1, SeqCst);

@@ -82,6 +82,22 @@ struct Frame {
     stalls: u32,
 }
 
+impl Frame {
+    /// One more reason to block (`on`) or one fewer (`!on`). Returns the
+    /// runner to mark (or unmark) stalled if this call crossed zero.
+    fn stall_edge(&mut self, on: bool) -> Option<(*const (dyn Stall + 'static), usize)> {
+        let runner = self.runner?;
+        let edge = if on {
+            self.stalls += 1;
+            self.stalls == 1
+        } else {
+            self.stalls = self.stalls.saturating_sub(1);
+            self.stalls == 0
+        };
+        edge.then_some(runner)
+    }
+}
+
 thread_local! {
     /// The stage frames of the calling thread, innermost last. A thread
     /// nests frames when a stage queues into another full queue and helps
@@ -103,17 +119,7 @@ pub(crate) fn blocking_hook(on: bool) {
     let _ = FRAMES.try_with(|f| {
         let mut frames = f.borrow_mut();
         for fr in frames.iter_mut() {
-            let Some((crew, me)) = fr.runner else {
-                continue;
-            };
-            let edge = if on {
-                fr.stalls += 1;
-                fr.stalls == 1
-            } else {
-                fr.stalls = fr.stalls.saturating_sub(1);
-                fr.stalls == 0
-            };
-            if edge {
+            if let Some((crew, me)) = fr.stall_edge(on) {
                 // SAFETY: see `Frame::runner`; `set_stalled` never touches
                 // FRAMES, so the borrow held here is not re-entered.
                 unsafe { (*crew).set_stalled(me, on) };
@@ -148,18 +154,17 @@ pub(crate) struct DrainSession {
 }
 impl Drop for DrainSession {
     fn drop(&mut self) {
-        let Some((crew, me)) = self.runner else {
+        if self.runner.is_none() {
             return;
-        };
+        }
         let edge = FRAMES.with(|f| {
             let mut frames = f.borrow_mut();
             let fr = frames
                 .last_mut()
                 .expect("a drain runs inside its stage frame");
-            fr.stalls -= 1;
-            fr.stalls == 0
+            fr.stall_edge(false)
         });
-        if edge {
+        if let Some((crew, me)) = edge {
             // SAFETY: the frame that holds `crew` is still on the stack (the
             // session ends inside the batch that started it).
             unsafe { (*crew).set_stalled(me, false) };
@@ -268,18 +273,16 @@ impl<S: Stages> Crew<S> {
     /// until the returned session ends (see `ordered/idle.rs`); any owner
     /// wakes an idle runner if parallel work is waiting.
     pub(crate) fn drain_session(&self) -> DrainSession {
+        // Is the innermost frame a runner of this crew, and did this
+        // session make it stalled?
         let runner = FRAMES.with(|f| {
             let mut frames = f.borrow_mut();
-            let fr = frames.last_mut()?;
-            if fr.crew != self.id {
-                return None;
-            }
-            let (crew, me) = fr.runner?;
-            fr.stalls += 1;
-            Some((crew, me, fr.stalls == 1))
+            let fr = frames.last_mut().filter(|fr| fr.crew == self.id)?;
+            let runner = fr.runner?;
+            Some((runner, fr.stall_edge(true).is_some()))
         });
         match runner {
-            Some((crew, me, edge)) => {
+            Some(((crew, me), edge)) => {
                 if edge {
                     self.set_stalled(me, true);
                 }
