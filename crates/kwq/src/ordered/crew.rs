@@ -109,7 +109,11 @@ static NEXT_CREW_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Is the calling thread executing a stage of crew `id`, at any depth?
 pub(crate) fn inside(id: u64) -> bool {
-    FRAMES.with(|f| f.borrow().iter().any(|fr| fr.crew == id))
+    // `try_with`: an ordered queue may be used from a thread-local's
+    // destructor, after FRAMES is gone; such a thread runs no stage.
+    FRAMES
+        .try_with(|f| f.borrow().iter().any(|fr| fr.crew == id))
+        .unwrap_or(false)
 }
 
 /// Called by [`crate::blocking`] on entry (`on`) and exit (`!on`): every
@@ -128,23 +132,31 @@ pub(crate) fn blocking_hook(on: bool) {
     });
 }
 
-/// Pops its frame when dropped.
-struct StageGuard;
+/// Pops its frame when dropped. (No frame is pushed on a thread whose
+/// FRAMES was already destroyed: a stage run from a thread-local's
+/// destructor is then simply not tracked.)
+struct StageGuard {
+    pushed: bool,
+}
 impl StageGuard {
     fn enter(crew: u64, runner: Option<(*const (dyn Stall + 'static), usize)>) -> StageGuard {
-        FRAMES.with(|f| {
-            f.borrow_mut().push(Frame {
-                crew,
-                runner,
-                stalls: 0,
+        let pushed = FRAMES
+            .try_with(|f| {
+                f.borrow_mut().push(Frame {
+                    crew,
+                    runner,
+                    stalls: 0,
+                })
             })
-        });
-        StageGuard
+            .is_ok();
+        StageGuard { pushed }
     }
 }
 impl Drop for StageGuard {
     fn drop(&mut self) {
-        FRAMES.with(|f| f.borrow_mut().pop());
+        if self.pushed {
+            let _ = FRAMES.try_with(|f| f.borrow_mut().pop());
+        }
     }
 }
 
@@ -157,13 +169,13 @@ impl Drop for DrainSession {
         if self.runner.is_none() {
             return;
         }
-        let edge = FRAMES.with(|f| {
-            let mut frames = f.borrow_mut();
-            let fr = frames
-                .last_mut()
-                .expect("a drain runs inside its stage frame");
-            fr.stall_edge(false)
-        });
+        let edge = FRAMES
+            .try_with(|f| {
+                let mut frames = f.borrow_mut();
+                frames.last_mut().and_then(|fr| fr.stall_edge(false))
+            })
+            .ok()
+            .flatten();
         if let Some((crew, me)) = edge {
             // SAFETY: the frame that holds `crew` is still on the stack (the
             // session ends inside the batch that started it).
@@ -275,12 +287,15 @@ impl<S: Stages> Crew<S> {
     pub(crate) fn drain_session(&self) -> DrainSession {
         // Is the innermost frame a runner of this crew, and did this
         // session make it stalled?
-        let runner = FRAMES.with(|f| {
-            let mut frames = f.borrow_mut();
-            let fr = frames.last_mut().filter(|fr| fr.crew == self.id)?;
-            let runner = fr.runner?;
-            Some((runner, fr.stall_edge(true).is_some()))
-        });
+        let runner = FRAMES
+            .try_with(|f| {
+                let mut frames = f.borrow_mut();
+                let fr = frames.last_mut().filter(|fr| fr.crew == self.id)?;
+                let runner = fr.runner?;
+                Some((runner, fr.stall_edge(true).is_some()))
+            })
+            .ok()
+            .flatten();
         match runner {
             Some(((crew, me), edge)) => {
                 if edge {
@@ -349,15 +364,15 @@ impl<S: Stages> Crew<S> {
         let _stage = StageGuard::enter(self.id, Some((this, me)));
         let mut polls = 0u32;
         loop {
-            if me >= self.current_active() {
+            let cur = self.current_active();
+            if me >= cur && !self.idle.slot_lent(cur, || self.ring.has_claimable()) {
                 // The threshold lowered `current_active` below us: start no
                 // new batch (as a workqueue starts no item beyond its
                 // `max_active`); hand anything claimable to a runner below
-                // the limit.
-                if let Some(i) = self
-                    .idle
-                    .retire(me, self.current_active(), || self.ring.has_claimable())
-                {
+                // the limit. (Unless one below the limit is stalled and work
+                // is waiting: a stalled runner lends its slot, as it does to
+                // the runners woken for it.)
+                if let Some(i) = self.idle.retire(me, cur, || self.ring.has_claimable()) {
                     self.wq.queue(&self.runners[i]);
                 }
                 return;

@@ -127,6 +127,18 @@ impl Idle {
         self.pick_if(current_active, has_claimable)
     }
 
+    /// Does a stalled runner among the first `current_active` lend its slot
+    /// to a runner above the limit — i.e. is one stalled while
+    /// `has_claimable()`? (Advisory: a runner that keeps going on a stale
+    /// answer re-asks after its next batch.)
+    pub(crate) fn slot_lent(
+        &self,
+        current_active: usize,
+        has_claimable: impl FnOnce() -> bool,
+    ) -> bool {
+        self.stalled.load(SeqCst) & low_bits(current_active) != 0 && has_claimable()
+    }
+
     /// Runner `me`, above `current_active` after the threshold lowered it,
     /// leaves for good: marks itself idle, then picks an idle runner among
     /// the first `current_active` to wake if `has_claimable()` (the caller

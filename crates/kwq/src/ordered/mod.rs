@@ -116,7 +116,12 @@
 //! keep running `func`s while the drain owner blocks, and completed items
 //! wait, in order. A `func` that blocks should do so inside
 //! [`crate::blocking`] (as any blocking kwq work should): then the items
-//! behind it get another runner even when the backlog is short.
+//! behind it get another runner even when the backlog is short. The
+//! exception is `current_active` = 1 — `max_active(1)`, or a `thresh` queue
+//! whose backlog is below its threshold — where there is no other runner
+//! to take them: a stage blocked until a later item's `func` ran waits
+//! for that runner (as a Btrfs work item holding its workqueue's only
+//! active slot would).
 
 mod cost;
 mod crew;

@@ -175,6 +175,12 @@ impl OrderedWorkqueueBuilder {
     /// `max_in_flight / 2` for smaller queues; any other `thresh` must be
     /// below `max_in_flight` (the backlog never exceeds it), else `build`
     /// returns an error.
+    ///
+    /// While `current_active` is 1 the queue behaves like `max_active(1)`:
+    /// a stage that blocks until a *later* item's `func` has run waits
+    /// until the backlog crosses the threshold (as a Btrfs work item
+    /// holding its workqueue's only active slot would). Without `thresh`,
+    /// other runners take such items.
     pub fn thresh(mut self, thresh: u64) -> Self {
         self.thresh = Some(thresh);
         self
@@ -599,7 +605,8 @@ where
     let name = name.to_string();
     let keep = c.clone();
     let spawned = crate::sync::thread::Builder::new()
-        .name(format!("kwq-finish:{name}"))
+        // A thread name may not hold NUL; a queue name may.
+        .name(format!("kwq-finish:{}", name.replace('\0', "")))
         .spawn(move || {
             wait_released(&c, target);
             c.quiesce();
