@@ -92,6 +92,30 @@ fn blocked_drain_owner_does_not_strand_later_items() {
 //    func's A.flush() is not recognised as "from one of A's own stages" and
 //    waits for itself forever instead of panicking as documented.
 
+/// Queue B for the nested-helping tests: `max_active(1)`, two slots, its
+/// only runner held by item b0 until the returned latch is set.
+fn busy_queue_b(rt: &Runtime, name: &str) -> (Arc<BoxedOrderedWorkqueue<()>>, Latch) {
+    let b: Arc<BoxedOrderedWorkqueue<()>> = Arc::new(
+        OrderedWorkqueue::builder(name)
+            .runtime(rt)
+            .max_active(1)
+            .max_in_flight(2)
+            .build()
+            .unwrap(),
+    );
+    let (b0_started, lb) = (Latch::default(), Latch::default());
+    let (s, l) = (b0_started.clone(), lb.clone());
+    b.queue(
+        Box::new(move || {
+            s.set();
+            l.wait(30);
+        }),
+        Box::new(|_| {}),
+    );
+    assert!(b0_started.wait(10));
+    (b, lb)
+}
+
 #[test]
 fn nested_helping_still_detects_flush_from_own_stage() {
     within(
@@ -107,25 +131,8 @@ fn nested_helping_still_detects_flush_from_own_stage() {
                     .build()
                     .unwrap(),
             );
-            let b: Arc<BoxedOrderedWorkqueue<()>> = Arc::new(
-                OrderedWorkqueue::builder("s5-nest-b")
-                    .runtime(&rt)
-                    .max_active(1)
-                    .max_in_flight(2)
-                    .build()
-                    .unwrap(),
-            );
             // b0 occupies B's only runner until `lb` is set.
-            let (b0_started, lb) = (Latch::default(), Latch::default());
-            let (s, l) = (b0_started.clone(), lb.clone());
-            b.queue(
-                Box::new(move || {
-                    s.set();
-                    l.wait(30);
-                }),
-                Box::new(|_| {}),
-            );
-            assert!(b0_started.wait(10));
+            let (b, lb) = busy_queue_b(&rt, "s5-nest-b");
             // b1: unclaimed (B's runner is busy); B is now full.
             let aw = Arc::downgrade(&a);
             b.queue(
@@ -173,24 +180,7 @@ fn nested_helping_still_detects_queue_into_full_self() {
                     .build()
                     .unwrap(),
             );
-            let b: Arc<BoxedOrderedWorkqueue<()>> = Arc::new(
-                OrderedWorkqueue::builder("s5-nestq-b")
-                    .runtime(&rt)
-                    .max_active(1)
-                    .max_in_flight(2)
-                    .build()
-                    .unwrap(),
-            );
-            let (b0_started, lb) = (Latch::default(), Latch::default());
-            let (s, l) = (b0_started.clone(), lb.clone());
-            b.queue(
-                Box::new(move || {
-                    s.set();
-                    l.wait(30);
-                }),
-                Box::new(|_| {}),
-            );
-            assert!(b0_started.wait(10));
+            let (b, lb) = busy_queue_b(&rt, "s5-nestq-b");
             let aw = Arc::downgrade(&a);
             b.queue(
                 Box::new(move || {

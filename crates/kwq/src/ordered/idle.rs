@@ -122,9 +122,7 @@ impl Idle {
         current_active: usize,
         has_claimable: impl FnOnce() -> bool,
     ) -> Option<usize> {
-        self.stalled.fetch_or(1u64 << me, SeqCst);
-        crate::sync::fence_after_seqcst_write();
-        self.pick_if(current_active, has_claimable)
+        self.mark_then_pick(&self.stalled, me, current_active, has_claimable)
     }
 
     /// Does a stalled runner among the first `current_active` lend its slot
@@ -151,7 +149,20 @@ impl Idle {
         current_active: usize,
         has_claimable: impl FnOnce() -> bool,
     ) -> Option<usize> {
-        self.bits.fetch_or(1u64 << me, SeqCst);
+        self.mark_then_pick(&self.bits, me, current_active, has_claimable)
+    }
+
+    /// The runner half shared by [`Idle::stall`] and [`Idle::retire`]: set
+    /// runner `me`'s bit in `mask` (SeqCst), then pick an idle runner among
+    /// the first `current_active` if `has_claimable()`.
+    fn mark_then_pick(
+        &self,
+        mask: &AtomicU64,
+        me: usize,
+        current_active: usize,
+        has_claimable: impl FnOnce() -> bool,
+    ) -> Option<usize> {
+        mask.fetch_or(1u64 << me, SeqCst);
         crate::sync::fence_after_seqcst_write();
         self.pick_if(current_active, has_claimable)
     }
