@@ -92,23 +92,38 @@ fn blocked_drain_owner_does_not_strand_later_items() {
 //    func's A.flush() is not recognised as "from one of A's own stages" and
 //    waits for itself forever instead of panicking as documented.
 
-/// Queue B for the nested-helping tests: `max_active(1)`, two slots, its
-/// only runner held by item b0 until the returned latch is set.
+/// Queue B for the nested-helping tests: `max_active(2)`, two slots, one
+/// runner held by item b0 until the returned latch is set, the other idle.
+/// A helper may only run stages in a free runner slot, so the tests need
+/// one: B first runs cheap items, so that its cost estimate is low and the
+/// next item queued (b1, by the caller) wakes nobody while b0's runner
+/// looks busy and unblocked (b0 waits without `kwq::blocking`).
 fn busy_queue_b(rt: &Runtime, name: &str) -> (Arc<BoxedOrderedWorkqueue<()>>, Latch) {
     let b: Arc<BoxedOrderedWorkqueue<()>> = Arc::new(
         OrderedWorkqueue::builder(name)
             .runtime(rt)
-            .max_active(1)
+            .max_active(2)
             .max_in_flight(2)
             .build()
             .unwrap(),
     );
+    for _ in 0..64 {
+        b.queue(Box::new(|| ()), Box::new(|_| {}));
+    }
+    b.flush().unwrap();
+    // Both runners back to idle (they poll a little before leaving).
+    assert!(eventually(10, || b.dump().contains("idle=0x3 ")));
     let (b0_started, lb) = (Latch::default(), Latch::default());
     let (s, l) = (b0_started.clone(), lb.clone());
     b.queue(
         Box::new(move || {
             s.set();
-            l.wait(30);
+            // Not `Latch::wait`, which blocks inside `kwq::blocking` (the
+            // crew would then wake the idle runner for b1).
+            let end = Instant::now() + Duration::from_secs(30);
+            while !l.is_set() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(1));
+            }
         }),
         Box::new(|_| {}),
     );
@@ -133,7 +148,8 @@ fn nested_helping_still_detects_flush_from_own_stage() {
             );
             // b0 occupies B's only runner until `lb` is set.
             let (b, lb) = busy_queue_b(&rt, "s5-nest-b");
-            // b1: unclaimed (B's runner is busy); B is now full.
+            // b1: unclaimed (B's busy runner looks enough for it); B is now
+            // full.
             let aw = Arc::downgrade(&a);
             b.queue(
                 Box::new(move || {

@@ -348,14 +348,28 @@ impl<S: Stages> Crew<S> {
         true
     }
 
-    /// A producer waiting for room lends a hand: runs one batch of parallel
-    /// stages (and the ordered drain it enables) on its own thread, the way
-    /// the calling thread of oneTBB's `parallel_pipeline` participates.
-    /// On a small machine this keeps every core on stage work instead of one
-    /// of them parking the producer. False if nothing was claimable.
+    /// A producer waiting for room lends a hand: in the slot of an idle
+    /// runner ([`Idle::borrow`]), it runs one batch of parallel stages (and
+    /// the ordered drain it enables) on its own thread, the way the calling
+    /// thread of oneTBB's `parallel_pipeline` participates, then gives the
+    /// slot back as that runner leaving its loop would. False if no slot was
+    /// free or nothing was claimable: the caller sleeps instead, so the
+    /// crew never runs more than `current_active` parallel stages.
     pub(crate) fn help_once(&self) -> bool {
-        let _stage = StageGuard::enter(self.id, None);
-        self.run_batch()
+        let Some(me) = self.idle.borrow(self.current_active()) else {
+            return false;
+        };
+        let this: *const (dyn Stall + 'static) = self as *const Crew<S>;
+        let ran = {
+            let _stage = StageGuard::enter(self.id, Some((this, me)));
+            self.run_batch()
+        };
+        // Give the slot back as runner `me` leaving its loop would; if an
+        // item slipped in meanwhile, the runner itself takes over.
+        if self.idle.leave(me, || self.ring.has_claimable()) {
+            self.wq.queue(&self.runners[me]);
+        }
+        ran
     }
 
     /// The runner loop (body of runner `me`'s work function).

@@ -4,6 +4,11 @@
 //! Bit `i` set ⇔ runner `i` is idle: not queued on the workqueue and not in
 //! its loop. The bit is cleared by whoever wakes the runner (who must then
 //! queue its `Work`), and set by the runner itself when it leaves its loop.
+//! A *helper* (a producer waiting for room, the iterator's consumer) may
+//! instead clear an idle bit itself ([`Idle::borrow`]) and run stages as
+//! that runner, then leave exactly as the runner would: so a clear bit is a
+//! runner slot in use, and at most `current_active` threads of the crew run
+//! parallel stages (`max_active`, helpers included).
 //!
 //! # Protocol: no stranded item
 //!
@@ -224,6 +229,21 @@ impl Idle {
             self.take_one(idle)
         } else {
             None
+        }
+    }
+
+    /// A helper (a producer waiting for room, the iterator's consumer)
+    /// takes the slot of an idle runner among the first `current_active`,
+    /// so that it runs stages *as* that runner and the crew never has more
+    /// than `current_active` threads in parallel stages. `None` if every
+    /// such runner is active. The helper gives the slot back with
+    /// [`Idle::leave`], exactly as the runner would.
+    pub(crate) fn borrow(&self, current_active: usize) -> Option<usize> {
+        let idle = self.bits.load(SeqCst) & low_bits(current_active);
+        if idle == 0 {
+            None
+        } else {
+            self.take_one(idle)
         }
     }
 

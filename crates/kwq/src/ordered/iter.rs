@@ -388,7 +388,8 @@ where
                 return true;
             }
             // Map one unclaimed batch on this thread, exactly as a runner
-            // would (`Crew::help_once`); sleep only if none is left.
+            // would, if a runner slot is free (`Crew::help_once`: never
+            // beyond `max_active`); else sleep until the head is done.
             if !self.crew.help_once() {
                 let ring = &self.crew.ring;
                 self.crew.waiters.wait_until(|| ring.head_done());

@@ -13,6 +13,7 @@ use std::any::Any;
 use std::cell::Cell;
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
 
 /// Default `max_in_flight`.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
@@ -135,7 +136,7 @@ where
                 stages.record(seq, Stage::Func, p);
             }
         },
-        |_| crew.waiters.notify(),
+        |seq| crew.waiters.notify_released(seq),
     );
 }
 
@@ -153,7 +154,10 @@ pub struct OrderedWorkqueueBuilder {
 
 impl OrderedWorkqueueBuilder {
     /// How many parallel stages may run at once (Btrfs `limit_active`;
-    /// 1..=64; default: the runtime's concurrency).
+    /// 1..=64; default: the runtime's concurrency). The bound includes
+    /// threads that help a full queue (see [`OrderedWorkqueue::queue`]).
+    /// Runners blocked inside [`crate::blocking`], or blocked owning the
+    /// ordered drain, lend their slot (`docs/ordered.md`, "Blocking").
     pub fn max_active(mut self, n: usize) -> Self {
         self.max_active = Some(n);
         self
@@ -369,16 +373,22 @@ where
     /// sub-queue; then both closures and everything they captured are
     /// dropped and the item's slot is released.
     ///
-    /// When `max_in_flight` items are in flight, the caller first *helps*:
-    /// it claims a batch of queued items and runs their `func` (and any
+    /// When `max_in_flight` items are in flight, the caller first *helps*
+    /// if one of the `max_active` runner slots is free: it takes that slot,
+    /// claims a batch of queued items and runs their `func` (and any
     /// `ordered` stages that become ready) on its own thread, as the calling
-    /// thread of oneTBB's `parallel_pipeline` does, so a producer that runs
-    /// ahead keeps its core busy with stage work. Only when every queued
-    /// item is already claimed does it sleep, inside [`crate::blocking`], so
-    /// a kwq worker (of any queue on the same pool) that queues here does
-    /// not starve the pool: another worker runs the stages that free the
-    /// room. Use [`try_queue`](Self::try_queue) to never run stages on the
-    /// calling thread.
+    /// thread of oneTBB's `parallel_pipeline` does. It never runs stages
+    /// beside `max_active` busy runners: `max_active` bounds the parallel
+    /// stages of this queue, helpers included. Otherwise (or when every
+    /// queued item is already claimed) it sleeps, inside [`crate::blocking`],
+    /// until half the ring is free — one wake-up per batch of releases, not
+    /// one per release — or, after a millisecond, until any slot is (so an
+    /// `ordered` stage that waits for the producer's next step cannot hang
+    /// it). Sleeping inside `blocking` means a kwq worker (of any queue on
+    /// the same pool) that queues here does not starve the pool: another
+    /// worker runs the stages that free the room. Use
+    /// [`try_queue`](Self::try_queue) to never run stages on the calling
+    /// thread.
     ///
     /// Because a full queue makes the caller run stages — other items'
     /// `func`s *and* `ordered` stages — do not call `queue` while holding a
@@ -558,13 +568,44 @@ where
                 crew.wq.name()
             );
         }
-        // Full: run a batch of this queue's stages ourselves rather than
-        // sleep while the pool catches up; sleep only if nothing is left to
-        // claim (every queued item is already being worked on).
+        // Full: run a batch of this queue's stages ourselves, in a free
+        // runner slot, rather than sleep while the pool catches up; sleep
+        // if every slot is taken or nothing is left to claim.
         if !crew.help_once() {
-            crew.waiters.wait_until(|| crew.ring.has_room());
+            wait_for_room(crew);
         }
     }
+}
+
+/// How long a producer waiting for a batch of room ([`room_batch`]) waits
+/// before it takes any room at all.
+const ROOM_PATIENCE: Duration = Duration::from_millis(1);
+
+/// Slots a full producer waits for before it wakes: one wake-up (and one
+/// burst of queueing) per batch of releases, not one per release.
+fn room_batch(capacity: u64) -> u64 {
+    (capacity / 2).max(1)
+}
+
+/// Sleeps until [`room_batch`] slots are free, or, after
+/// [`ROOM_PATIENCE`], until any slot is (an ordered stage may wait for
+/// something the producer does next: the producer must not wait for the
+/// items after it forever).
+fn wait_for_room<S: Stages>(crew: &Crew<S>) {
+    let ring = &crew.ring;
+    let cap = ring.capacity();
+    // Item `t - cap` holds slot `t`; the batch is free once item
+    // `t - cap + batch - 1` is released.
+    let Some(last) = (ring.tail() + room_batch(cap) - 1).checked_sub(cap) else {
+        crew.waiters.wait_until(|| ring.has_room());
+        return;
+    };
+    crew.waiters.sleep_until_released(
+        last,
+        || ring.is_released(last),
+        ROOM_PATIENCE,
+        || ring.has_room(),
+    );
 }
 
 impl<T, F, O> Drop for OrderedWorkqueue<T, F, O>

@@ -23,11 +23,27 @@
 //! `count == 0` costs one load, which is why every release of the ordered
 //! ring can afford to call [`Waiters::notify`].
 //!
+//! # Targets
+//!
+//! A waiter may name the sequence number whose release it waits for
+//! ([`Waiters::sleep_until_released`]): it lowers `wake_at` to it (SeqCst
+//! RMW, under the lock, before each condition check), and a release of
+//! item `seq` notifies only if `seq >= wake_at` (SeqCst load after the
+//! count). So a producer waiting for a *batch* of room is woken once per
+//! batch, not once per release. The notifier resets `wake_at` under the
+//! lock before `notify_all`, and every woken waiter lowers it again before
+//! it sleeps again, so no target is forgotten. Waiters without a target
+//! ([`Waiters::wait_until`]) use target 0: any notification wakes them.
+//! The Dekker argument above covers `wake_at` the same way it covers the
+//! count: either the waiter's check sees the release, or the notifier's
+//! loads see both the count and the target.
+//!
 //! The loom model in `src/tests/loom_waiters.rs` checks this against the
 //! ring's real release path.
 
-use crate::sync::atomic::{fence, AtomicUsize, Ordering::*};
+use crate::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering::*};
 use crate::sync::{hint, thread, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// Condition checks before a waiter registers and sleeps (half spin, half
 /// yield). Under loom one is enough to cover both paths.
@@ -46,11 +62,25 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// See the module docs.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Waiters {
     count: AtomicUsize,
+    /// Lowest sequence number whose release a registered waiter needs
+    /// (`u64::MAX`: none since the last notification).
+    wake_at: AtomicU64,
     lock: Mutex<()>,
     cv: Condvar,
+}
+
+impl Default for Waiters {
+    fn default() -> Self {
+        Waiters {
+            count: AtomicUsize::new(0),
+            wake_at: AtomicU64::new(u64::MAX),
+            lock: Mutex::new(()),
+            cv: Condvar::new(),
+        }
+    }
 }
 
 impl Waiters {
@@ -59,18 +89,30 @@ impl Waiters {
     /// SeqCst fence, before the call: that is the notifier's half of the
     /// handshake.
     pub(crate) fn notify(&self) {
-        // The caller's SeqCst RMW (or fence) orders this load after its
+        self.notify_released(u64::MAX);
+    }
+
+    /// [`Waiters::notify`] after the release of item `seq`: wakes the
+    /// waiters only if one of them waits for `seq` or an earlier item.
+    pub(crate) fn notify_released(&self, seq: u64) {
+        // The caller's SeqCst RMW (or fence) orders these loads after its
         // state change; the helper only spells that out for loom.
         crate::sync::fence_after_seqcst_write();
-        if self.count.load(SeqCst) != 0 {
-            let _g = self.lock.lock();
+        if self.count.load(SeqCst) != 0 && seq >= self.wake_at.load(SeqCst) {
+            // Reset under the lock (see "Targets"); notify after it, so the
+            // woken waiters do not run into the held lock.
+            drop({
+                let g = self.lock.lock();
+                self.wake_at.store(u64::MAX, SeqCst);
+                g
+            });
             self.cv.notify_all();
         }
     }
 
     /// Returns once `cond()` holds; `cond` must read the state it waits
     /// for with SeqCst loads. Polls briefly, then sleeps inside
-    /// [`crate::blocking`].
+    /// [`crate::blocking`]; any notification wakes it.
     pub(crate) fn wait_until(&self, cond: impl Fn() -> bool) {
         for i in 0..POLLS {
             if cond() {
@@ -82,12 +124,61 @@ impl Waiters {
                 thread::yield_now();
             }
         }
+        self.sleep(0, &cond, None);
+    }
+
+    /// Returns once item `seq` is released (`released()`, which must read
+    /// the release with SeqCst loads), or once `patience` has passed and
+    /// `enough()` holds. Sleeps at once (inside [`crate::blocking`]) and is
+    /// woken only by releases of `seq` or later, or by the patience timer.
+    pub(crate) fn sleep_until_released(
+        &self,
+        seq: u64,
+        released: impl Fn() -> bool,
+        patience: Duration,
+        enough: impl Fn() -> bool,
+    ) {
+        if !released() {
+            self.sleep(seq, &released, Some((patience, &enough)));
+        }
+    }
+
+    fn sleep(
+        &self,
+        at: u64,
+        cond: &dyn Fn() -> bool,
+        patience: Option<(Duration, &dyn Fn() -> bool)>,
+    ) {
         self.count.fetch_add(1, SeqCst);
         fence(SeqCst);
         blocking(|| {
             let mut g = self.lock.lock();
-            while !cond() {
-                g = self.cv.wait(g);
+            let mut at = at;
+            // Past the patience, any release wakes the waiter (target 0)
+            // and `enough()` suffices.
+            let mut deadline = patience.map(|(d, _)| Instant::now() + d);
+            loop {
+                // Under the lock, so a notifier's reset cannot fall between
+                // this and the wait below.
+                self.wake_at.fetch_min(at, SeqCst);
+                // Orders the target before the check (a full barrier, as
+                // after the count; loom needs it spelled out).
+                fence(SeqCst);
+                if cond() {
+                    break;
+                }
+                match (deadline, patience) {
+                    (Some(end), _) => {
+                        let now = Instant::now();
+                        if now >= end {
+                            (deadline, at) = (None, 0);
+                            continue;
+                        }
+                        g = self.cv.wait_timeout(g, end - now);
+                    }
+                    (None, Some((_, enough))) if enough() => break,
+                    (None, _) => g = self.cv.wait(g),
+                }
             }
         });
         self.count.fetch_sub(1, SeqCst);

@@ -29,7 +29,7 @@ fn done_ring() -> Arc<Ring<u64, u64>> {
 fn spawn_drainer(ring: &Arc<Ring<u64, u64>>, w: &Arc<Waiters>) -> thread::JoinHandle<()> {
     let (ring, w) = (ring.clone(), w.clone());
     thread::spawn(move || {
-        let d = ring.try_drain(|_, _| {}, |_| w.notify());
+        let d = ring.try_drain(|_, _| {}, |seq| w.notify_released(seq));
         assert_eq!(d.items, 1);
     })
 }
@@ -94,5 +94,45 @@ fn consumer_waiting_for_its_head_is_woken_by_the_completion() {
         w.wait_until(|| ring.head_done());
         assert_eq!(ring.pop_done(), Some(6));
         runner.join().unwrap();
+    });
+}
+
+#[test]
+fn producer_waiting_for_a_batch_of_room_is_woken_by_its_target_release() {
+    // A full ring of two DONE items; the producer sleeps until item 1 (the
+    // second release) frees its batch of two slots. The release of item 0
+    // does not satisfy it; the release of item 1 must wake it. (Loom has
+    // no time, so the patience timer never fires here.)
+    loom::model(|| {
+        let ring = Arc::new(Ring::<u64, u64>::new(2));
+        for j in [1, 2] {
+            assert!(ring.try_push(j).is_ok());
+        }
+        let claim = ring.claim(2).unwrap();
+        for t in claim {
+            let job = ring.take_job(&t);
+            ring.complete(t, job);
+        }
+        ring.after_complete();
+        let w = Arc::new(Waiters::default());
+        let producer = {
+            let (ring, w) = (ring.clone(), w.clone());
+            thread::spawn(move || {
+                w.sleep_until_released(
+                    1,
+                    || ring.is_released(1),
+                    std::time::Duration::from_millis(1),
+                    || ring.has_room(),
+                );
+                assert!(ring.try_push(3).is_ok() && ring.try_push(4).is_ok());
+            })
+        };
+        let (r2, w2) = (ring.clone(), w.clone());
+        let drainer = thread::spawn(move || {
+            let d = r2.try_drain(|_, _| {}, |seq| w2.notify_released(seq));
+            assert_eq!(d.items, 2);
+        });
+        producer.join().unwrap();
+        drainer.join().unwrap();
     });
 }
