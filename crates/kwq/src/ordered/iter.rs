@@ -145,7 +145,8 @@ impl OrderedMapBuilder {
     }
 
     /// Batches mapped at once by workers (1..=64; default: the runtime's
-    /// concurrency). The calling thread also maps while it waits.
+    /// concurrency). The calling thread also maps while it waits, so up to
+    /// `max_active + 1` batches are mapped at once (`f` is `Fn + Sync`).
     pub fn max_active(mut self, n: usize) -> Self {
         self.max_active = Some(n);
         self
@@ -388,9 +389,8 @@ where
                 return true;
             }
             // Map one unclaimed batch on this thread, exactly as a runner
-            // would, if a runner slot is free (`Crew::help_once`: never
-            // beyond `max_active`); else sleep until the head is done.
-            if !self.crew.help_once() {
+            // would (`Crew::help_as_caller`); sleep only if none is left.
+            if !self.crew.help_as_caller() {
                 let ring = &self.crew.ring;
                 self.crew.waiters.wait_until(|| ring.head_done());
             }
