@@ -4,7 +4,7 @@
 //! Bit `i` set ⇔ runner `i` is idle: not queued on the workqueue and not in
 //! its loop. The bit is cleared by whoever wakes the runner (who must then
 //! queue its `Work`), and set by the runner itself when it leaves its loop.
-//! A *helper* (a producer waiting for room, the iterator's consumer) may
+//! A *helper* (a producer waiting for room in a full queue) may
 //! instead clear an idle bit itself ([`Idle::borrow`]) and run stages as
 //! that runner, then leave exactly as the runner would: so a clear bit is a
 //! runner slot in use, and at most `current_active` threads of the crew run
@@ -232,8 +232,8 @@ impl Idle {
         }
     }
 
-    /// A helper (a producer waiting for room, the iterator's consumer)
-    /// takes the slot of an idle runner among the first `current_active`,
+    /// A helper (a producer waiting for room in a full queue) takes the
+    /// slot of an idle runner among the first `current_active`,
     /// so that it runs stages *as* that runner and the crew never has more
     /// than `current_active` threads in parallel stages. `None` if every
     /// such runner is active. The helper gives the slot back with
