@@ -50,7 +50,7 @@ cargo test -p kwq-model --release -- --include-ignored
 echo "== benchmark smoke (release): every ordered run verifies its checksum"
 cargo build --release -p kwq-bench
 B=target/release/kwq-bench
-for impl in kwq kwq-iter; do
+for impl in kwq kwq-caller kwq-iter; do
     for rounds in 0 50; do
         for inflight in 16 4096; do
             "$B" ordered --impl "$impl" --items 50000 --rounds "$rounds" --inflight "$inflight" --threads 2 >/dev/null

@@ -100,7 +100,7 @@ ordered_impls() {
     local l=(seq ceiling rayon crossbeam-reorder pariter)
     [ "$have_tbb" = 1 ] && l+=(tbb)
     # kwq's ordered impls join as soon as kwq::ordered has a public API.
-    for k in kwq kwq-iter; do
+    for k in kwq kwq-caller kwq-iter; do
         if "$B" ordered --impl "$k" --items 1000 --rounds 0 --threads 1 >/dev/null 2>&1; then
             l+=("$k")
         fi

@@ -118,14 +118,16 @@ def main():
         if peers:
             bp = max(peers.items(), key=lambda kv: kv[1])
             out = []
-            for k in ("kwq", "kwq-iter"):
+            for k in ("kwq", "kwq-caller", "kwq-iter"):
                 if k in med:
                     out.append(f"{k}/best-peer = {fmt_rate(med[k])} / {fmt_rate(bp[1])} ({bp[0]}) = **{med[k] / bp[1]:.2f}×**")
             if wl == "ordered" and "kwq" in med:
                 sp = {i: v for i, v in med.items() if i in STREAMING}
                 if sp:
                     bs = max(sp.items(), key=lambda kv: kv[1])
-                    out.append(f"kwq/best-streaming-peer = **{med['kwq'] / bs[1]:.2f}×** ({bs[0]})")
+                    for k in ("kwq", "kwq-caller"):
+                        if k in med:
+                            out.append(f"{k}/best-streaming-peer = **{med[k] / bs[1]:.2f}×** ({bs[0]})")
             if out:
                 print("\n" + "; ".join(out) + " (higher is better)")
             else:

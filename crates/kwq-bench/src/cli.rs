@@ -12,7 +12,7 @@ workloads and impls:
            impls: kwq rayon threadpool crossbeam-pool tokio-spawn-blocking handoff bare-park
            --interval-us U  (default 1000)   --warmup W (default 100)
   ordered  W2 parallel stage then in-order stage (default N = 200000)
-           impls: seq ceiling kwq kwq-iter rayon crossbeam-reorder pariter tbb
+           impls: seq ceiling kwq kwq-caller kwq-iter rayon crossbeam-reorder pariter tbb
            (seq: one thread; ceiling: T threads fill an N-item buffer in
            chunks, then the fold — the machine's ceiling, not a peer)
            --rounds R       work per item (default 500)

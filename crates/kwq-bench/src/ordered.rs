@@ -252,7 +252,8 @@ fn kwq_runtime(threads: usize) -> Result<kwq::Runtime, Failure> {
         .map_err(|e| Failure::Usage(format!("kwq runtime: {e}")))
 }
 
-const IMPLS: &str = "seq, ceiling, rayon, crossbeam-reorder, pariter, tbb, kwq, kwq-iter";
+const IMPLS: &str =
+    "seq, ceiling, rayon, crossbeam-reorder, pariter, tbb, kwq, kwq-caller, kwq-iter";
 
 pub(crate) fn run(a: &Args) -> Result<Json, Failure> {
     let n = a.items.unwrap_or(200_000);
@@ -309,16 +310,19 @@ pub(crate) fn run(a: &Args) -> Result<Json, Failure> {
             (threads, inflight)
         }
         "tbb" => return run_tbb(a, n, inflight),
-        "kwq" => {
+        "kwq" | "kwq-caller" => {
             // Per-item `queue(func, ordered)` on an OrderedWorkqueue of a
             // dedicated runtime: `func` = work(i), `ordered` = the fold into
             // an accumulator (ordered stages never overlap, and each one
             // happens-after the previous via the queue's hand-off).
+            // `kwq-caller`: the full producer also runs stages beside the
+            // `threads` runners (`caller_runs`), so up to threads + 1 run.
             let rt = kwq_runtime(threads)?;
             let q = kwq::ordered::OrderedWorkqueue::builder("bench-ordered")
                 .runtime(&rt)
                 .max_active(threads)
                 .max_in_flight(inflight)
+                .caller_runs(a.imp == "kwq-caller")
                 .build()
                 .map_err(|e| Failure::Usage(format!("impl kwq: {e}")))?;
             let acc: &'static AtomicU64 = Box::leak(Box::new(AtomicU64::new(H0)));

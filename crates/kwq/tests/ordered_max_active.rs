@@ -1,7 +1,8 @@
 //! `max_active` bounds the parallel stages of an `OrderedWorkqueue` that
 //! run at once, helpers included: a producer that finds the queue full
 //! runs stages only in a free runner slot. The iterator front end's
-//! consumer is the one documented extra thread.
+//! consumer, and producers of a queue built with `caller_runs(true)`, are
+//! the documented extra threads (one each).
 //! (Before this rule a helping thread ran stages *beside* `max_active`
 //! runners: `max_active(1)` ran two `func`s at once.)
 
@@ -31,11 +32,21 @@ impl Gauge {
 }
 
 fn queue_peak(max_active: usize, concurrency: usize, in_flight: usize) -> usize {
+    queue_peak_with(max_active, concurrency, in_flight, false)
+}
+
+fn queue_peak_with(
+    max_active: usize,
+    concurrency: usize,
+    in_flight: usize,
+    caller_runs: bool,
+) -> usize {
     let rt = rt(concurrency);
     let q = OrderedWorkqueue::builder("max-active-bound")
         .runtime(&rt)
         .max_active(max_active)
         .max_in_flight(in_flight)
+        .caller_runs(caller_runs)
         .build()
         .unwrap();
     let g = Gauge::default();
@@ -80,6 +91,17 @@ fn helping_producer_takes_a_free_slot() {
     within(60, "helping producer in a free slot", || {
         let p = queue_peak(2, 1, 4);
         assert!(p <= 2, "max_active(2) ran {p} funcs at once");
+    });
+}
+
+/// `caller_runs(true)` is the documented opt-out: the one producer may run
+/// a stage beside the `max_active` runners, never more than that, and
+/// every item still runs once, in order.
+#[test]
+fn caller_runs_adds_at_most_the_producer() {
+    within(60, "caller_runs bound", || {
+        let p = queue_peak_with(1, 2, 4, true);
+        assert!(p <= 2, "max_active(1) + caller_runs ran {p} funcs at once");
     });
 }
 

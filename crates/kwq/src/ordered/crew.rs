@@ -372,12 +372,12 @@ impl<S: Stages> Crew<S> {
         ran
     }
 
-    /// The iterator front end's consumer lends a hand as the *calling*
-    /// thread, beside the runners (oneTBB's master thread does the same):
-    /// one batch, no runner slot. An ordered map's `f` is `Fn + Sync`, so a
-    /// thread more than `max_active` changes no guarantee, and the consumer
-    /// is the thread that waits for the head anyway. False if nothing was
-    /// claimable.
+    /// A waiting thread lends a hand as the *calling* thread, beside the
+    /// runners (oneTBB's master thread does the same): one batch, no runner
+    /// slot. Used by the iterator front end's consumer (an ordered map's
+    /// `f` is `Fn + Sync`, so a thread more than `max_active` changes no
+    /// guarantee) and by producers of a queue built with `caller_runs`.
+    /// False if nothing was claimable.
     pub(crate) fn help_as_caller(&self) -> bool {
         let _stage = StageGuard::enter(self.id, None);
         self.run_batch()
