@@ -207,7 +207,7 @@ impl OrderedWorkqueueBuilder {
     /// `max_active` then bounds the runners only: each producer blocked in
     /// [`OrderedWorkqueue::queue`] may run one more stage. In exchange a
     /// full producer works instead of sleeping, and the items it runs are
-    /// still in its cache (BENCHMARKS.md, session 6: about +30% at pure
+    /// still in its cache (BENCHMARKS.md, session 6: 1.4–2× at pure
     /// overhead, +1–4% with 2 µs of work per item, on 2 cores). Leave it
     /// off where `max_active` limits a resource (memory, I/O, a licence).
     pub fn caller_runs(mut self, on: bool) -> Self {
