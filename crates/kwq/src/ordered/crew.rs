@@ -209,7 +209,7 @@ impl<S: Stages> Stall for Crew<S> {
         if on {
             let cur = self.current_active();
             if let Some(i) = self.idle.stall(me, cur, || self.ring.has_claimable()) {
-                self.wq.queue(&self.runners[i]);
+                self.wake(i);
             }
         } else {
             self.idle.unstall(me);
@@ -276,8 +276,26 @@ impl<S: Stages> Crew<S> {
         // busy) reads nothing a runner writes.
         let wake_backlog = || self.stages.wake_backlog();
         if let Some(i) = self.idle.pick_for_item(cur, wake_backlog, backlog) {
-            self.wq.queue(&self.runners[i]);
+            self.wake(i);
         }
+    }
+
+    /// Queues runner `i`, whose idle bit the caller cleared. A runner
+    /// above `current_active` is one that every stalled slot below lends
+    /// room to (`ordered/idle.rs`, "Lending"): `current_active` and the
+    /// workqueue's `max_active` are raised to include it first, so the
+    /// workqueue does not park it behind the stalled ones.
+    fn wake(&self, i: usize) {
+        if i >= self.current_active() {
+            if let Some(th) = &self.thresh {
+                th.raise(i + 1, &self.current_active, |n| {
+                    self.wq
+                        .set_max_active(n)
+                        .expect("thresholded max_active stays within 1..=limit");
+                });
+            }
+        }
+        self.wq.queue(&self.runners[i]);
     }
 
     /// Called by a thread that just became the drain owner, before the

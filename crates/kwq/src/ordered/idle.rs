@@ -64,8 +64,16 @@
 //!
 //! Again all SeqCst: either the producer sees runner `i` stalled (and wakes
 //! an idle runner), or runner `i`'s check comes after the `QUEUED` store and
-//! sees the item (or sees it already claimed). With every runner of the
-//! first `current_active` active and stalled, nobody is woken — as in cmwq,
+//! sees the item (or sees it already claimed).
+//!
+//! *Lending.* A threshold may hold `current_active` below the crew's
+//! limit. When every runner among the first `current_active` is active
+//! *and* stalled, both halves above instead wake an idle runner above the
+//! limit, and the crew raises `current_active` (and the workqueue's
+//! `max_active`) to include it before queueing it. So a thresholded queue
+//! whose only active runner blocks — a drain that waits for a later item's
+//! `func`, say — still reaches that item, whatever the backlog. At the
+//! limit (always, for a fixed `max_active`) nobody is woken: as in cmwq,
 //! `max_active` items that all block hold back the rest.
 //!
 //! `src/tests/loom_idle.rs` checks both handshakes with the real ring.
@@ -95,6 +103,8 @@ pub(crate) struct Idle {
     /// on a line of its own: the producer reads it only when a runner is
     /// idle and the backlog is short.
     stalled: CachePadded<AtomicU64>,
+    /// Runners in the crew (bits at or above it are never set).
+    limit: usize,
 }
 
 impl Idle {
@@ -104,6 +114,7 @@ impl Idle {
         Idle {
             bits: CachePadded::new(AtomicU64::new(low_bits(limit))),
             stalled: CachePadded::new(AtomicU64::new(0)),
+            limit,
         }
     }
 
@@ -119,15 +130,43 @@ impl Idle {
 
     /// Runner half of the stall handshake: runner `me` (active) may block
     /// now. Marks it stalled, then picks an idle runner among the first
-    /// `current_active` to wake if `has_claimable()` — the caller must then
-    /// queue that runner's `Work`.
+    /// `current_active` to wake if `has_claimable()` — or, with none idle
+    /// there and all of them stalled, one above the limit (module docs,
+    /// "Lending") — the caller must then queue that runner's `Work`.
     pub(crate) fn stall(
         &self,
         me: usize,
         current_active: usize,
         has_claimable: impl FnOnce() -> bool,
     ) -> Option<usize> {
-        self.mark_then_pick(&self.stalled, me, current_active, has_claimable)
+        self.stalled.fetch_or(1u64 << me, SeqCst);
+        crate::sync::fence_after_seqcst_write();
+        let idle = self.bits.load(SeqCst);
+        if idle == 0 || !has_claimable() {
+            return None;
+        }
+        let below = idle & low_bits(current_active);
+        if below != 0 {
+            self.take_one(below)
+        } else {
+            self.pick_lent(idle, current_active)
+        }
+    }
+
+    /// Lending (module docs): with no runner among the first
+    /// `current_active` idle (`idle` is a fresh load of the idle set) and
+    /// every one of them stalled, an idle runner above the limit. The
+    /// caller raises `current_active` past it before queueing it.
+    fn pick_lent(&self, idle: u64, current_active: usize) -> Option<usize> {
+        if current_active >= self.limit {
+            return None;
+        }
+        let below = low_bits(current_active);
+        let candidates = idle & low_bits(self.limit) & !below;
+        if candidates == 0 || self.stalled.load(SeqCst) & below != below {
+            return None;
+        }
+        self.take_one(candidates)
     }
 
     /// Does a stalled runner among the first `current_active` lend its slot
@@ -154,20 +193,7 @@ impl Idle {
         current_active: usize,
         has_claimable: impl FnOnce() -> bool,
     ) -> Option<usize> {
-        self.mark_then_pick(&self.bits, me, current_active, has_claimable)
-    }
-
-    /// The runner half shared by [`Idle::stall`] and [`Idle::retire`]: set
-    /// runner `me`'s bit in `mask` (SeqCst), then pick an idle runner among
-    /// the first `current_active` if `has_claimable()`.
-    fn mark_then_pick(
-        &self,
-        mask: &AtomicU64,
-        me: usize,
-        current_active: usize,
-        has_claimable: impl FnOnce() -> bool,
-    ) -> Option<usize> {
-        mask.fetch_or(1u64 << me, SeqCst);
+        self.bits.fetch_or(1u64 << me, SeqCst);
         crate::sync::fence_after_seqcst_write();
         self.pick_if(current_active, has_claimable)
     }
@@ -196,7 +222,14 @@ impl Idle {
         }
         let wanted = idle & low_bits(current_active);
         if wanted == 0 {
-            return None;
+            // Every slot is busy. Only a threshold can leave runners above
+            // `current_active`; if every slot is stalled, one of them is
+            // lent (module docs).
+            return if current_active < self.limit {
+                self.pick_lent(idle, current_active)
+            } else {
+                None
+            };
         }
         let busy = low_bits(current_active) & !idle;
         if busy != 0 {
@@ -239,12 +272,15 @@ impl Idle {
     /// such runner is active. The helper gives the slot back with
     /// [`Idle::leave`], exactly as the runner would.
     pub(crate) fn borrow(&self, current_active: usize) -> Option<usize> {
-        let idle = self.bits.load(SeqCst) & low_bits(current_active);
-        if idle == 0 {
-            None
-        } else {
-            self.take_one(idle)
+        let mut idle = self.bits.load(SeqCst) & low_bits(current_active);
+        // Another thread may take a candidate first: try the next one.
+        while idle != 0 {
+            if let Some(i) = self.take_one(idle) {
+                return Some(i);
+            }
+            idle &= idle - 1;
         }
+        None
     }
 
     /// Clears the bit of the lowest candidate; `Some(i)` if this call is

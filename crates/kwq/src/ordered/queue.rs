@@ -183,11 +183,15 @@ impl OrderedWorkqueueBuilder {
     /// below `max_in_flight` (the backlog never exceeds it), else `build`
     /// returns an error.
     ///
-    /// While `current_active` is 1 the queue behaves like `max_active(1)`:
-    /// a stage that blocks until a *later* item's `func` has run waits
-    /// until the backlog crosses the threshold (as a Btrfs work item
-    /// holding its workqueue's only active slot would). Without `thresh`,
-    /// other runners take such items.
+    /// A runner that is visibly blocked — it owns the ordered drain, or is
+    /// inside [`crate::blocking`] — is *stalled*; when every runner among
+    /// the first `current_active` is stalled and work is waiting, one more
+    /// runner is woken and `current_active` is raised to include it. So a
+    /// stage that blocks until a *later* item's `func` has run is not a
+    /// deadlock here, as it would be for a Btrfs work item holding its
+    /// workqueue's only active slot. A `func` that blocks outside
+    /// `kwq::blocking` holds its slot, as in Btrfs (and as with a fixed
+    /// `max_active(1)`, which has no runner to wake).
     pub fn thresh(mut self, thresh: u64) -> Self {
         self.thresh = Some(thresh);
         self

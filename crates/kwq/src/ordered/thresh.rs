@@ -29,6 +29,16 @@
 //!   threshold, and `thresh(0)` means `min(32, max_in_flight / 2)`: half
 //!   the ring, so that a producer that helps (and so keeps the ring a
 //!   little short of full) still crosses it.
+//! * Btrfs evaluates only in a worker about to run `func`, so a backlog
+//!   behind the only active worker, blocked, never grows `current_active`
+//!   (a Btrfs item that waits for a later item of its own queue while it
+//!   holds the only active slot hangs). In kwq a runner that is visibly
+//!   blocked (draining, or inside `kwq::blocking`) is *stalled*, and when
+//!   every runner among the first `current_active` is stalled the crew
+//!   wakes one more and raises `current_active` to include it
+//!   ([`Thresh::raise`]; `ordered/idle.rs`, "Lending"). A block the crew
+//!   cannot see (a `func` that sleeps outside `kwq::blocking`) holds its
+//!   slot as in Btrfs.
 //! * The workqueue's `max_active` is set while the lock is held, so after
 //!   every adjustment it equals `current_active` (BT-5) with no window in
 //!   which a later adjustment could be overtaken by an earlier one.
@@ -129,6 +139,26 @@ impl Thresh {
         }
     }
 
+    /// Raises `current` to `n` (at most the limit) if it is below, calling
+    /// `apply(new)` with the lock held; true if it changed. Used when every
+    /// active runner is stalled and one above the limit is woken for the
+    /// waiting work (`ordered/idle.rs`, "Lending"). It waits for the lock
+    /// rather than skip: the evaluation holding it may be about to lower
+    /// `current` again, and the woken runner must fit under the result.
+    pub(crate) fn raise(&self, n: usize, current: &AtomicUsize, apply: impl FnOnce(usize)) -> bool {
+        let n = n.min(self.limit);
+        if current.load(Relaxed) >= n {
+            return false;
+        }
+        let _count = self.count.lock();
+        if current.load(Relaxed) >= n {
+            return false;
+        }
+        current.store(n, Relaxed);
+        apply(n);
+        true
+    }
+
     /// Btrfs `btrfs_workqueue_normal_congested`.
     pub(crate) fn congested(&self, pending: u64) -> bool {
         pending > self.thresh.saturating_mul(2)
@@ -191,5 +221,18 @@ mod tests {
         }
         assert_eq!(applied, vec![2, 3, 4, 3, 2, 1]);
         assert_eq!(cur.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn raise_only_raises_and_stops_at_the_limit() {
+        let th = Thresh::new(4, 3);
+        let cur = AtomicUsize::new(1);
+        let mut applied = Vec::new();
+        assert!(th.raise(2, &cur, |n| applied.push(n)));
+        assert!(!th.raise(2, &cur, |n| applied.push(n)));
+        assert!(!th.raise(1, &cur, |n| applied.push(n)));
+        assert!(th.raise(9, &cur, |n| applied.push(n)));
+        assert_eq!(applied, vec![2, 3]);
+        assert_eq!(cur.load(Relaxed), 3);
     }
 }

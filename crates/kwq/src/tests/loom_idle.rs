@@ -221,3 +221,49 @@ fn stalled_runner_or_producer_wakes_the_idle_runner() {
         idle.unstall(0);
     });
 }
+
+/// Lending (see `ordered/idle.rs`): a threshold holds `current_active` at
+/// 1 of 2 runners, runner 0 (the only active one) is about to block, and a
+/// producer queues an item. Runner 1 is above the limit, so only lending
+/// can reach it: exactly one of the two wakes it, whichever order the
+/// stall and the item come in.
+#[test]
+fn stalled_only_slot_lends_to_a_runner_above_the_limit() {
+    loom::model(|| {
+        let ring = Arc::new(Ring::<u64, u64>::new(2));
+        let idle = Arc::new(Idle::all(2));
+        assert_eq!(idle.pick_if(1, || true), Some(0)); // runner 0 is active
+        let woken = Arc::new(AtomicUsize::new(0));
+        let stalling = {
+            let (ring, idle, woken) = (ring.clone(), idle.clone(), woken.clone());
+            thread::spawn(move || {
+                if let Some(i) = idle.stall(0, 1, || ring.has_claimable()) {
+                    assert_eq!(i, 1);
+                    woken.fetch_add(1, SeqCst);
+                }
+            })
+        };
+        let producer = {
+            let (ring, idle, woken) = (ring.clone(), idle.clone(), woken.clone());
+            thread::spawn(move || {
+                let seq = ring.try_push(7).ok().unwrap();
+                let backlog = || (seq + 1).saturating_sub(ring.claimed());
+                if let Some(i) = idle.pick_for_item(1, || 64, backlog) {
+                    assert_eq!(i, 1);
+                    woken.fetch_add(1, SeqCst);
+                }
+            })
+        };
+        stalling.join().unwrap();
+        producer.join().unwrap();
+        assert_eq!(
+            woken.load(SeqCst),
+            1,
+            "lent runner woken {} times",
+            woken.load(SeqCst)
+        );
+        idle.unstall(0);
+        // Not stalled any more: nothing is lent.
+        assert_eq!(idle.pick_for_item(1, || 64, || 1), None);
+    });
+}
