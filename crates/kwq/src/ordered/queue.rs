@@ -605,8 +605,9 @@ where
     }
 }
 
-/// How long a producer waiting for a batch of room ([`room_batch`]) waits
-/// before it takes any room at all.
+/// How long a producer waiting for a batch of room ([`room_batch`]) waits,
+/// at least, before it checks whether releases are still coming (if not, it
+/// takes any room; see `Waiters::sleep_until_released`).
 const ROOM_PATIENCE: Duration = Duration::from_millis(1);
 
 /// Slots a full producer waits for before it wakes: one wake-up (and one
@@ -615,8 +616,8 @@ fn room_batch(capacity: u64) -> u64 {
     (capacity / 2).max(1)
 }
 
-/// Sleeps until [`room_batch`] slots are free, or, after
-/// [`ROOM_PATIENCE`], until any slot is (an ordered stage may wait for
+/// Sleeps until [`room_batch`] slots are free, or, once releases have
+/// stopped short of that, until any slot is (an ordered stage may wait for
 /// something the producer does next: the producer must not wait for the
 /// items after it forever).
 fn wait_for_room<S: Stages>(crew: &Crew<S>) {
@@ -632,6 +633,7 @@ fn wait_for_room<S: Stages>(crew: &Crew<S>) {
         last,
         || ring.is_released(last),
         ROOM_PATIENCE,
+        || ring.released(),
         || ring.has_room(),
     );
 }

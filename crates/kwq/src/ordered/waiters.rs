@@ -70,6 +70,24 @@ pub(crate) struct Waiters {
     wake_at: AtomicU64,
     lock: Mutex<()>,
     cv: Condvar,
+    /// How long the last [`Waiters::sleep_until_released`] took to see its
+    /// target (ns; 0 if it gave up waiting for it): the next one's
+    /// patience. Advisory, so Relaxed.
+    typical_ns: AtomicU64,
+}
+
+/// The longest patience of a waiter for a target release: how long a
+/// producer waits, at most, before it notices that releases have stopped
+/// short of its target (twice this, if some trickled in first).
+const MAX_PATIENCE: Duration = Duration::from_millis(10);
+
+/// What a waiter for a target release does when its patience runs out.
+struct Patience<'a> {
+    every: Duration,
+    /// Releases so far: still moving means the target is coming.
+    progress: &'a dyn Fn() -> u64,
+    /// Good enough once releases have stopped short of the target.
+    enough: &'a dyn Fn() -> bool,
 }
 
 impl Default for Waiters {
@@ -79,6 +97,7 @@ impl Default for Waiters {
             wake_at: AtomicU64::new(u64::MAX),
             lock: Mutex::new(()),
             cv: Condvar::new(),
+            typical_ns: AtomicU64::new(0),
         }
     }
 }
@@ -128,35 +147,56 @@ impl Waiters {
     }
 
     /// Returns once item `seq` is released (`released()`, which must read
-    /// the release with SeqCst loads), or once `patience` has passed and
-    /// `enough()` holds. Sleeps at once (inside [`crate::blocking`]) and is
-    /// woken only by releases of `seq` or later, or by the patience timer.
+    /// the release with SeqCst loads), or once releases have stopped short
+    /// of it and `enough()` holds. Sleeps at once (inside
+    /// [`crate::blocking`]) and is woken only by releases of `seq` or later,
+    /// or by its patience timer: each time the patience runs out it reads
+    /// `progress()` (releases so far); if that moved it waits on, if not it
+    /// settles for `enough()`. The patience is one and a half times what
+    /// the previous wait took (so a steady stream sees its target before
+    /// the timer fires, one wake-up per wait), at least `patience` and at
+    /// most [`MAX_PATIENCE`].
     pub(crate) fn sleep_until_released(
         &self,
         seq: u64,
         released: impl Fn() -> bool,
         patience: Duration,
+        progress: impl Fn() -> u64,
         enough: impl Fn() -> bool,
     ) {
-        if !released() {
-            self.sleep(seq, &released, Some((patience, &enough)));
+        if released() {
+            return;
         }
+        let typical = Duration::from_nanos(self.typical_ns.load(Relaxed));
+        let every = (typical + typical / 2).clamp(patience, MAX_PATIENCE.max(patience));
+        let start = Instant::now();
+        let p = Patience {
+            every,
+            progress: &progress,
+            enough: &enough,
+        };
+        let hit = self.sleep(seq, &released, Some(p));
+        let took = if hit {
+            u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        } else {
+            0
+        };
+        self.typical_ns.store(took, Relaxed);
     }
 
-    fn sleep(
-        &self,
-        at: u64,
-        cond: &dyn Fn() -> bool,
-        patience: Option<(Duration, &dyn Fn() -> bool)>,
-    ) {
+    /// True if it returned because `cond()` held (not `enough()`).
+    fn sleep(&self, at: u64, cond: &dyn Fn() -> bool, patience: Option<Patience<'_>>) -> bool {
         self.count.fetch_add(1, SeqCst);
         fence(SeqCst);
-        blocking(|| {
+        let hit = blocking(|| {
             let mut g = self.lock.lock();
             let mut at = at;
-            // Past the patience, any release wakes the waiter (target 0)
-            // and `enough()` suffices.
-            let mut deadline = patience.map(|(d, _)| Instant::now() + d);
+            // When the patience next runs out, and the releases seen then.
+            // Past it (releases stopped short of the target), any release
+            // wakes the waiter (target 0) and `enough()` suffices.
+            let mut deadline = patience
+                .as_ref()
+                .map(|p| (Instant::now() + p.every, (p.progress)()));
             loop {
                 // Under the lock, so a notifier's reset cannot fall between
                 // this and the wait below.
@@ -165,23 +205,29 @@ impl Waiters {
                 // after the count; loom needs it spelled out).
                 fence(SeqCst);
                 if cond() {
-                    break;
+                    break true;
                 }
-                match (deadline, patience) {
-                    (Some(end), _) => {
+                match (deadline, &patience) {
+                    (Some((end, seen)), Some(p)) => {
                         let now = Instant::now();
                         if now >= end {
-                            (deadline, at) = (None, 0);
+                            let moved = (p.progress)();
+                            if moved != seen {
+                                deadline = Some((now + p.every, moved));
+                            } else {
+                                (deadline, at) = (None, 0);
+                            }
                             continue;
                         }
                         g = self.cv.wait_timeout(g, end - now);
                     }
-                    (None, Some((_, enough))) if enough() => break,
-                    (None, _) => g = self.cv.wait(g),
+                    (_, Some(p)) if (p.enough)() => break false,
+                    _ => g = self.cv.wait(g),
                 }
             }
         });
         self.count.fetch_sub(1, SeqCst);
+        hit
     }
 
     /// Threads currently registered as sleeping (for dumps).

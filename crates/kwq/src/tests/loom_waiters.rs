@@ -122,6 +122,7 @@ fn producer_waiting_for_a_batch_of_room_is_woken_by_its_target_release() {
                     1,
                     || ring.is_released(1),
                     std::time::Duration::from_millis(1),
+                    || ring.released(),
                     || ring.has_room(),
                 );
                 assert!(ring.try_push(3).is_ok() && ring.try_push(4).is_ok());
