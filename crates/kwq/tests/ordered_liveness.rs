@@ -593,3 +593,60 @@ fn ordered_map_dropped_from_its_own_f_does_not_hang() {
         std::thread::sleep(Duration::from_millis(100));
     });
 }
+
+// ---------------------------------------------------------------------------
+// A full producer sleeps until half the ring is free. An ordered stage may
+// wait for the producer's *next* `queue`, which needs only one slot: the
+// releases then stop short of the producer's target, and it must notice
+// and take the room there is (`Waiters::sleep_until_released`'s progress
+// check; a fixed 1 ms patience before session 7). Without that check the
+// producer and the stage wait for each other forever.
+
+#[test]
+fn ordered_stage_waiting_for_the_producers_next_queue() {
+    within(60, "stage waits for the producer's next queue", || {
+        let rt = rt(2);
+        // One runner, so a full producer cannot borrow a slot and run the
+        // waiting stage itself (it would then wait for its own thread).
+        let q = OrderedWorkqueue::builder("next-queue")
+            .runtime(&rt)
+            .max_active(1)
+            .max_in_flight(8)
+            .build()
+            .unwrap();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let timed_out = Arc::new(AtomicBool::new(false));
+        const N: usize = 40;
+        for i in 0..N {
+            let (queued_o, order, timed_out) = (queued.clone(), order.clone(), timed_out.clone());
+            let queued_f = queued.clone();
+            q.queue(
+                move || {
+                    if i == 0 {
+                        // Keep the runner busy until the ring is full, so
+                        // that it never leaves (and lends no slot).
+                        eventually(10, || queued_f.load(SeqCst) >= 8);
+                    }
+                    i
+                },
+                move |v| {
+                    if v == 3 {
+                        // Item 10 takes the slot item 2 released; the
+                        // producer's half-ring target (item 3) is us.
+                        let ok = kwq::blocking(|| eventually(10, || queued_o.load(SeqCst) >= 11));
+                        timed_out.store(!ok, SeqCst);
+                    }
+                    order.lock().unwrap().push(v);
+                },
+            );
+            queued.fetch_add(1, SeqCst);
+        }
+        q.flush().unwrap();
+        assert!(
+            !timed_out.load(SeqCst),
+            "the full producer waited 10 s for a half-ring of room behind a stage waiting for it"
+        );
+        assert_eq!(*order.lock().unwrap(), (0..N).collect::<Vec<_>>());
+    });
+}
