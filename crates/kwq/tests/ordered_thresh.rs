@@ -160,3 +160,99 @@ fn caller_runs_reaches_a_later_func_under_max_active_1() {
         assert!(c.run(), "waited 5 s for item 5");
     });
 }
+
+/// Stress (from the session-7 review): thresholded queues, three
+/// producers, `func`s that block briefly inside `kwq::blocking`, and every
+/// fifth item's ordered stage — a stalled drain owner — waiting for the
+/// `func` of its producer's next item whenever that item is already queued
+/// (if it is not, waiting could need room the drain holds: not counted).
+/// With `max_active >= 2` lending must always reach that item. Before
+/// `Crew::wake` raised past every non-idle runner and queued under the
+/// threshold lock, a runner above `current_active` that stalled woke a
+/// runner the workqueue then parked behind it (dump: `idle=0x0
+/// stalled=0x2 active=1/2`), and `Idle::retire` did not lend.
+#[test]
+fn stress_lending_with_blocking_stages_and_producers() {
+    use std::sync::atomic::AtomicBool;
+    use std::time::{Duration, Instant};
+    within(300, "lending stress", || {
+        for (max_active, thresh, cap) in [(2, 1, 4), (2, 2, 8), (3, 1, 6), (4, 2, 16), (2, 4, 32)] {
+            const PRODUCERS: usize = 3;
+            const PER: usize = 400;
+            let rt = rt(2);
+            let q = Arc::new(
+                OrderedWorkqueue::builder("lending-stress")
+                    .runtime(&rt)
+                    .max_active(max_active)
+                    .thresh(thresh)
+                    .max_in_flight(cap)
+                    .build()
+                    .unwrap(),
+            );
+            let flags = |n| Arc::new((0..n).map(|_| AtomicBool::new(false)).collect::<Vec<_>>());
+            let (ran, queued) = (flags(PRODUCERS * PER), flags(PRODUCERS * PER));
+            let (timeouts, done) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            let producers: Vec<_> = (0..PRODUCERS)
+                .map(|p| {
+                    let (q, ran, queued) = (q.clone(), ran.clone(), queued.clone());
+                    let (timeouts, done) = (timeouts.clone(), done.clone());
+                    std::thread::spawn(move || {
+                        for i in 0..PER {
+                            let id = p * PER + i;
+                            let (ran_f, ran_o, queued_o) =
+                                (ran.clone(), ran.clone(), queued.clone());
+                            let (timeouts, done) = (timeouts.clone(), done.clone());
+                            q.queue(
+                                move || {
+                                    if id % 3 == 0 {
+                                        kwq::blocking(|| {
+                                            std::thread::sleep(Duration::from_micros(20))
+                                        });
+                                    }
+                                    ran_f[id].store(true, SeqCst);
+                                    id
+                                },
+                                move |id| {
+                                    if id % 5 == 0 && i + 1 < PER && queued_o[id + 1].load(SeqCst) {
+                                        let t0 = Instant::now();
+                                        let ok = kwq::blocking(|| {
+                                            while !ran_o[id + 1].load(SeqCst) {
+                                                if t0.elapsed() > Duration::from_secs(2) {
+                                                    return false;
+                                                }
+                                                std::thread::sleep(Duration::from_micros(50));
+                                            }
+                                            true
+                                        });
+                                        if !ok {
+                                            timeouts.fetch_add(1, SeqCst);
+                                        }
+                                    }
+                                    done.fetch_add(1, SeqCst);
+                                },
+                            );
+                            queued[id].store(true, SeqCst);
+                            if i % 97 == 0 {
+                                // Let the backlog drain and the threshold fall.
+                                std::thread::sleep(Duration::from_micros(200));
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for p in producers {
+                p.join().unwrap();
+            }
+            q.flush().unwrap();
+            assert_eq!(done.load(SeqCst), PRODUCERS * PER);
+            assert_eq!(q.current_active(), q.workqueue_max_active(), "BT-5 at rest");
+            assert_eq!(
+                timeouts.load(SeqCst),
+                0,
+                "max_active({max_active}) thresh({thresh}) cap {cap}: a stalled drain owner \
+                 waited 2 s for a queued later item; {}",
+                q.dump()
+            );
+        }
+    });
+}

@@ -15,8 +15,8 @@
 //!   into the workqueue's `max_active` (BT-5).
 //! * `runners`, `limit`, `wq` — I.
 
-use super::idle::Idle;
 pub(crate) use super::idle::MAX_RUNNERS;
+use super::idle::{low_bits, Idle};
 use super::ring::Ring;
 use super::thresh::Thresh;
 pub(crate) use super::waiters::Waiters;
@@ -280,22 +280,39 @@ impl<S: Stages> Crew<S> {
         }
     }
 
-    /// Queues runner `i`, whose idle bit the caller cleared. A runner
-    /// above `current_active` is one that every stalled slot below lends
-    /// room to (`ordered/idle.rs`, "Lending"): `current_active` and the
-    /// workqueue's `max_active` are raised to include it first, so the
-    /// workqueue does not park it behind the stalled ones.
+    /// Queues runner `i`, whose idle bit the caller cleared. Every wake-up
+    /// of a runner goes through here.
+    ///
+    /// With a threshold the runners' workqueue has `max_active =
+    /// current_active`, but runners above `current_active` may still hold
+    /// admissions (one lent a stalled slot, or one finishing its batch after
+    /// a lowering), and a runner queued while they do would be parked by the
+    /// workqueue — behind a stalled one, possibly forever. So the woken
+    /// runner must fit: `current_active` (and `max_active`) is raised to
+    /// cover it and every runner that is not idle, and the runner is queued
+    /// under the threshold lock, so that no evaluation lowers `max_active`
+    /// between the raise and the admission (the workqueue admits at queueing
+    /// and never evicts). A runner that just set its idle bit may still hold
+    /// an admission for the instant before its work function returns; one
+    /// woken then waits that instant, no longer.
     fn wake(&self, i: usize) {
-        if i >= self.current_active() {
-            if let Some(th) = &self.thresh {
-                th.raise(i + 1, &self.current_active, |n| {
-                    self.wq
-                        .set_max_active(n)
-                        .expect("thresholded max_active stays within 1..=limit");
-                });
-            }
-        }
-        self.wq.queue(&self.runners[i]);
+        let Some(th) = &self.thresh else {
+            self.wq.queue(&self.runners[i]);
+            return;
+        };
+        let not_idle = (!self.idle.snapshot() & low_bits(self.limit)).count_ones() as usize;
+        th.raise_then(
+            (i + 1).max(not_idle),
+            &self.current_active,
+            |n| {
+                self.wq
+                    .set_max_active(n)
+                    .expect("thresholded max_active stays within 1..=limit");
+            },
+            || {
+                self.wq.queue(&self.runners[i]);
+            },
+        );
     }
 
     /// Called by a thread that just became the drain owner, before the
@@ -334,7 +351,7 @@ impl<S: Stages> Crew<S> {
     fn help_wanted(&self) {
         let cur = self.current_active.load(Relaxed);
         if let Some(i) = self.idle.pick_if(cur, || self.ring.has_claimable()) {
-            self.wq.queue(&self.runners[i]);
+            self.wake(i);
         }
     }
 
@@ -385,7 +402,7 @@ impl<S: Stages> Crew<S> {
         // Give the slot back as runner `me` leaving its loop would; if an
         // item slipped in meanwhile, the runner itself takes over.
         if self.idle.leave(me, || self.ring.has_claimable()) {
-            self.wq.queue(&self.runners[me]);
+            self.wake(me);
         }
         ran
     }
@@ -416,7 +433,7 @@ impl<S: Stages> Crew<S> {
                 // is waiting: a stalled runner lends its slot, as it does to
                 // the runners woken for it.)
                 if let Some(i) = self.idle.retire(me, cur, || self.ring.has_claimable()) {
-                    self.wq.queue(&self.runners[i]);
+                    self.wake(i);
                 }
                 return;
             }

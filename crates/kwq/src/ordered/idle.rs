@@ -68,9 +68,12 @@
 //!
 //! *Lending.* A threshold may hold `current_active` below the crew's
 //! limit. When every runner among the first `current_active` is active
-//! *and* stalled, both halves above instead wake an idle runner above the
-//! limit, and the crew raises `current_active` (and the workqueue's
-//! `max_active`) to include it before queueing it. So a thresholded queue
+//! *and* stalled, both halves above — and a runner retiring from above the
+//! limit, the stalling runner's other Dekker partner — instead wake an idle
+//! runner above the limit, and the crew raises `current_active` (and the
+//! workqueue's `max_active`) past it and every other runner that is not
+//! idle, and queues it under the threshold lock (`Crew::wake`: otherwise
+//! the workqueue could park it behind the stalled ones). So a thresholded queue
 //! whose only active runner blocks — a drain that waits for a later item's
 //! `func`, say — still reaches that item, whatever the backlog. At the
 //! limit (always, for a fixed `max_active`) nobody is woken: as in cmwq,
@@ -141,6 +144,21 @@ impl Idle {
     ) -> Option<usize> {
         self.stalled.fetch_or(1u64 << me, SeqCst);
         crate::sync::fence_after_seqcst_write();
+        self.pick_after_mark(current_active, has_claimable)
+    }
+
+    /// The second half of [`Idle::stall`] and [`Idle::retire`], after the
+    /// caller's SeqCst mark: if `has_claimable()`, an idle runner among the
+    /// first `current_active`, or else one that the stalled slots lend to
+    /// ([`Idle::pick_lent`]). Both must lend: with `current_active` 1, a
+    /// runner retiring from above it while the only runner below stalls is
+    /// the Dekker pair that finds the stranded item (loom:
+    /// `retire_racing_the_only_slot_stalling_strands_nothing`).
+    fn pick_after_mark(
+        &self,
+        current_active: usize,
+        has_claimable: impl FnOnce() -> bool,
+    ) -> Option<usize> {
         let idle = self.bits.load(SeqCst);
         if idle == 0 || !has_claimable() {
             return None;
@@ -182,9 +200,10 @@ impl Idle {
     }
 
     /// Runner `me`, above `current_active` after the threshold lowered it,
-    /// leaves for good: marks itself idle, then picks an idle runner among
-    /// the first `current_active` to wake if `has_claimable()` (the caller
-    /// queues its `Work`). The same Dekker pair as [`Idle::leave`]: a
+    /// leaves for good: marks itself idle, then picks a runner to wake if
+    /// `has_claimable()` — one among the first `current_active`, or one the
+    /// stalled slots lend to, possibly `me` itself (the caller queues its
+    /// `Work`). The same Dekker pair as [`Idle::leave`]: a
     /// runner below the limit that is leaving at the same time re-checks
     /// after setting its bit, so one of the two sees the item.
     pub(crate) fn retire(
@@ -195,7 +214,7 @@ impl Idle {
     ) -> Option<usize> {
         self.bits.fetch_or(1u64 << me, SeqCst);
         crate::sync::fence_after_seqcst_write();
-        self.pick_if(current_active, has_claimable)
+        self.pick_after_mark(current_active, has_claimable)
     }
 
     /// Runner `me` is back from what might have blocked.

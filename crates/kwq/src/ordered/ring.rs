@@ -98,6 +98,30 @@ use std::mem::ManuallyDrop;
 /// (`Ring::prefetch_for_write`).
 const PUSH_PREFETCH: u64 = 8;
 
+/// Does this CPU report PREFETCHW (CPUID 8000_0001h, ECX bit 8: every
+/// x86-64 AMD CPU, Intel's since Broadwell)? Asked once per process (a
+/// CPUID exits to the hypervisor in a VM); `is_x86_feature_detected!` has
+/// no name for it.
+fn has_prefetchw() -> bool {
+    #[cfg(all(target_arch = "x86_64", not(kwq_loom), not(miri)))]
+    {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| {
+            use core::arch::x86_64::__cpuid;
+            // SAFETY: CPUID exists on every x86-64 CPU; leaf 8000_0001h is
+            // read only if the highest extended leaf reaches it.
+            #[allow(unused_unsafe)]
+            unsafe {
+                __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
+            }
+        })
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(kwq_loom), not(miri))))]
+    {
+        false
+    }
+}
+
 /// Stamp flag: an item was reserved and its job written.
 const QUEUED: u64 = 1 << 2;
 /// Stamp flag: the parallel stage finished (kernel `WORK_DONE_BIT`).
@@ -191,6 +215,10 @@ pub(crate) struct Ring<J, D> {
     /// `cap - 1`; used instead of `%` when `pow2`.
     mask: u64,
     pow2: bool,
+    /// Does a producer prefetch slots ahead ([`Ring::prefetch_for_write`])?
+    /// Only where the CPU has PREFETCHW, and only on rings long enough that
+    /// the slot ahead is not one somebody is still using.
+    prefetch: bool,
     tail: CachePadded<AtomicU64>,
     claim: CachePadded<AtomicU64>,
     head: CachePadded<AtomicU64>,
@@ -311,6 +339,7 @@ impl<J, D> Ring<J, D> {
             cap,
             mask: cap - 1,
             pow2: cap.is_power_of_two(),
+            prefetch: cap > 4 * PUSH_PREFETCH && has_prefetchw(),
             tail: CachePadded::new(AtomicU64::new(0)),
             claim: CachePadded::new(AtomicU64::new(0)),
             head: CachePadded::new(AtomicU64::new(0)),
@@ -319,16 +348,18 @@ impl<J, D> Ring<J, D> {
     }
 
     /// Asks for the line of `seq`'s slot in exclusive state, ahead of the
-    /// store that will need it (a hint; nothing on other targets or under
-    /// loom).
+    /// store that will need it (a hint; nothing on other targets, under
+    /// loom or Miri, or where [`Ring::prefetch`] is off).
     #[inline(always)]
     fn prefetch_for_write(&self, seq: u64) {
-        #[cfg(all(target_arch = "x86_64", not(kwq_loom)))]
-        {
+        #[cfg(all(target_arch = "x86_64", not(kwq_loom), not(miri)))]
+        if self.prefetch {
             let p = self.slot(seq) as *const Slot<J, D>;
-            // SAFETY: PREFETCHW never faults and changes no memory (it is
-            // a NOP on the few x86-64 CPUs without it); `_mm_prefetch`
-            // with `_MM_HINT_ET0` would need the `prfchw` target feature.
+            // SAFETY: PREFETCHW is a hint: it never faults, writes no
+            // memory and touches no flags, and `prefetch` is only set
+            // where the CPU reports it (`has_prefetchw`). (`_mm_prefetch`
+            // with `_MM_HINT_ET0` would need the `prfchw` target feature
+            // at compile time.)
             unsafe {
                 core::arch::asm!(
                     "prefetchw [{}]",
@@ -337,7 +368,7 @@ impl<J, D> Ring<J, D> {
                 )
             };
         }
-        #[cfg(not(all(target_arch = "x86_64", not(kwq_loom))))]
+        #[cfg(not(all(target_arch = "x86_64", not(kwq_loom), not(miri))))]
         let _ = seq;
     }
 

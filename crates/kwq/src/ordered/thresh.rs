@@ -36,7 +36,7 @@
 //!   blocked (draining, or inside `kwq::blocking`) is *stalled*, and when
 //!   every runner among the first `current_active` is stalled the crew
 //!   wakes one more and raises `current_active` to include it
-//!   ([`Thresh::raise`]; `ordered/idle.rs`, "Lending"). A block the crew
+//!   ([`Thresh::raise_then`]; `ordered/idle.rs`, "Lending"). A block the crew
 //!   cannot see (a `func` that sleeps outside `kwq::blocking`) holds its
 //!   slot as in Btrfs.
 //! * The workqueue's `max_active` is set while the lock is held, so after
@@ -140,23 +140,27 @@ impl Thresh {
     }
 
     /// Raises `current` to `n` (at most the limit) if it is below, calling
-    /// `apply(new)` with the lock held; true if it changed. Used when every
-    /// active runner is stalled and one above the limit is woken for the
-    /// waiting work (`ordered/idle.rs`, "Lending"). It waits for the lock
-    /// rather than skip: the evaluation holding it may be about to lower
-    /// `current` again, and the woken runner must fit under the result.
-    pub(crate) fn raise(&self, n: usize, current: &AtomicUsize, apply: impl FnOnce(usize)) -> bool {
+    /// `apply(new)`, then runs `then` — all with the lock held; true if
+    /// `current` changed. `Crew::wake` queues a runner in `then`, so that
+    /// no evaluation can lower `current` (and the workqueue's `max_active`)
+    /// between the raise and the runner's admission. Waits for the lock
+    /// rather than skip, for the same reason.
+    pub(crate) fn raise_then(
+        &self,
+        n: usize,
+        current: &AtomicUsize,
+        apply: impl FnOnce(usize),
+        then: impl FnOnce(),
+    ) -> bool {
         let n = n.min(self.limit);
-        if current.load(Relaxed) >= n {
-            return false;
-        }
         let _count = self.count.lock();
-        if current.load(Relaxed) >= n {
-            return false;
+        let raised = current.load(Relaxed) < n;
+        if raised {
+            current.store(n, Relaxed);
+            apply(n);
         }
-        current.store(n, Relaxed);
-        apply(n);
-        true
+        then();
+        raised
     }
 
     /// Btrfs `btrfs_workqueue_normal_congested`.
@@ -227,12 +231,14 @@ mod tests {
     fn raise_only_raises_and_stops_at_the_limit() {
         let th = Thresh::new(4, 3);
         let cur = AtomicUsize::new(1);
-        let mut applied = Vec::new();
-        assert!(th.raise(2, &cur, |n| applied.push(n)));
-        assert!(!th.raise(2, &cur, |n| applied.push(n)));
-        assert!(!th.raise(1, &cur, |n| applied.push(n)));
-        assert!(th.raise(9, &cur, |n| applied.push(n)));
+        let (mut applied, mut then) = (Vec::new(), 0);
+        assert!(th.raise_then(2, &cur, |n| applied.push(n), || then += 1));
+        assert!(!th.raise_then(2, &cur, |n| applied.push(n), || then += 1));
+        assert!(!th.raise_then(1, &cur, |n| applied.push(n), || then += 1));
+        assert!(th.raise_then(9, &cur, |n| applied.push(n), || then += 1));
         assert_eq!(applied, vec![2, 3]);
         assert_eq!(cur.load(Relaxed), 3);
+        // `then` runs every time, raised or not.
+        assert_eq!(then, 4);
     }
 }

@@ -267,3 +267,52 @@ fn stalled_only_slot_lends_to_a_runner_above_the_limit() {
         assert_eq!(idle.pick_for_item(1, || 64, || 1), None);
     });
 }
+
+/// Lending's second Dekker pair (found by the session-7 review): with
+/// `current_active` 1 of 2, runner 1 (above the limit, kept by a lent slot
+/// or finishing a batch) retires while runner 0, the only runner below the
+/// limit, stalls; an item is waiting that the producer woke nobody for.
+/// Runner 1 sees no stalled slot (so it retires), runner 0 sees nobody
+/// idle — unless one of them re-checks after its mark. So `retire` must
+/// lend as `stall` does: somebody wakes runner 1 again.
+#[test]
+fn retire_racing_the_only_slot_stalling_strands_nothing() {
+    loom::model(|| {
+        let ring = Arc::new(Ring::<u64, u64>::new(2));
+        let idle = Arc::new(Idle::all(2));
+        assert_eq!(idle.pick_if(2, || true), Some(0));
+        assert_eq!(idle.pick_if(2, || true), Some(1));
+        let seq = ring.try_push(7).ok().unwrap();
+        // Both runners active and none stalled: the producer wakes nobody.
+        assert_eq!(idle.pick_for_item(1, || 64, || seq + 1), None);
+        let woken = Arc::new(AtomicUsize::new(0));
+        let stalling = {
+            let (ring, idle, woken) = (ring.clone(), idle.clone(), woken.clone());
+            thread::spawn(move || {
+                if idle.stall(0, 1, || ring.has_claimable()).is_some() {
+                    woken.fetch_add(1, SeqCst);
+                }
+            })
+        };
+        let retiring = {
+            let (ring, idle, woken) = (ring.clone(), idle.clone(), woken.clone());
+            thread::spawn(move || {
+                if idle.slot_lent(1, || ring.has_claimable()) {
+                    // Keeps running: it will claim the item itself.
+                    woken.fetch_add(1, SeqCst);
+                } else if idle.retire(1, 1, || ring.has_claimable()).is_some() {
+                    woken.fetch_add(1, SeqCst);
+                }
+            })
+        };
+        stalling.join().unwrap();
+        retiring.join().unwrap();
+        assert_eq!(
+            woken.load(SeqCst),
+            1,
+            "runners for the item: {}",
+            woken.load(SeqCst)
+        );
+        idle.unstall(0);
+    });
+}
