@@ -74,6 +74,11 @@ pub(crate) struct Waiters {
     /// target (ns; 0 if it gave up waiting for it): the next one's
     /// patience. Advisory, so Relaxed.
     typical_ns: AtomicU64,
+    /// Loom has no clock: a model that needs the patience to run out
+    /// builds its waiters with [`Waiters::impatient`], whose patience runs
+    /// out at every check, so both of its branches are explored.
+    #[cfg(kwq_loom)]
+    impatient: bool,
 }
 
 /// The longest patience of a waiter for a target release: how long a
@@ -98,11 +103,31 @@ impl Default for Waiters {
             lock: Mutex::new(()),
             cv: Condvar::new(),
             typical_ns: AtomicU64::new(0),
+            #[cfg(kwq_loom)]
+            impatient: false,
         }
     }
 }
 
 impl Waiters {
+    /// Waiters whose patience runs out at every check (loom models only).
+    #[cfg(kwq_loom)]
+    pub(crate) fn impatient() -> Waiters {
+        Waiters {
+            impatient: true,
+            ..Waiters::default()
+        }
+    }
+
+    /// Has a patience that ends at `end` run out?
+    fn patience_over(&self, now: Instant, end: Instant) -> bool {
+        #[cfg(kwq_loom)]
+        if self.impatient {
+            return true;
+        }
+        now >= end
+    }
+
     /// Wakes every waiter after a state change. The change must be a
     /// SeqCst write (store or read-modify-write), or be followed by a
     /// SeqCst fence, before the call: that is the notifier's half of the
@@ -210,7 +235,7 @@ impl Waiters {
                 match (deadline, &patience) {
                     (Some((end, seen)), Some(p)) => {
                         let now = Instant::now();
-                        if now >= end {
+                        if self.patience_over(now, end) {
                             let moved = (p.progress)();
                             if moved != seen {
                                 deadline = Some((now + p.every, moved));
@@ -219,7 +244,7 @@ impl Waiters {
                             }
                             continue;
                         }
-                        g = self.cv.wait_timeout(g, end - now);
+                        g = self.cv.wait_timeout(g, end.saturating_duration_since(now));
                     }
                     (_, Some(p)) if (p.enough)() => break false,
                     _ => g = self.cv.wait(g),

@@ -137,3 +137,48 @@ fn producer_waiting_for_a_batch_of_room_is_woken_by_its_target_release() {
         drainer.join().unwrap();
     });
 }
+
+/// The patience's way out (`Waiters::sleep_until_released`): a producer
+/// waits for the release of item 1, which never comes (its `func` never
+/// finishes here, as when the drain blocks on something the producer does
+/// next), while the drain releases item 0 at any point. Its patience runs
+/// out at every check (`Waiters::impatient`), whether or not releases moved
+/// since the last one, so loom explores waiting on and settling for the
+/// room there is; the producer must always end up with item 0's slot.
+#[test]
+fn producer_whose_target_never_comes_takes_the_room_there_is() {
+    loom::model(|| {
+        let ring = Arc::new(Ring::<u64, u64>::new(2));
+        for j in [1, 2] {
+            assert!(ring.try_push(j).is_ok());
+        }
+        // Item 0 DONE; item 1 claimed, its func still running (never ends).
+        let mut claim = ring.claim(2).unwrap();
+        let t0 = claim.next().unwrap();
+        let job = ring.take_job(&t0);
+        ring.complete(t0, job);
+        ring.after_complete();
+        let w = Arc::new(Waiters::impatient());
+        let producer = {
+            let (ring, w) = (ring.clone(), w.clone());
+            thread::spawn(move || {
+                w.sleep_until_released(
+                    1,
+                    || ring.is_released(1),
+                    std::time::Duration::from_millis(1),
+                    || ring.released(),
+                    || ring.has_room(),
+                );
+                assert!(ring.try_push(3).is_ok(), "settled without room");
+            })
+        };
+        let (r2, w2) = (ring.clone(), w.clone());
+        let drainer = thread::spawn(move || {
+            let d = r2.try_drain(|_, _| {}, |seq| w2.notify_released(seq));
+            assert_eq!(d.items, 1);
+        });
+        producer.join().unwrap();
+        drainer.join().unwrap();
+        drop(claim);
+    });
+}
