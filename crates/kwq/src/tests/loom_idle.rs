@@ -175,93 +175,63 @@ fn helping_producer_and_leaving_runner_strand_nothing() {
     });
 }
 
-/// The stall handshake (see `ordered/idle.rs`): runner 0 is active but
-/// about to block (it owns the drain, or entered `kwq::blocking`), runner 1
-/// is idle, and a producer queues an item whose backlog alone would not
-/// wake anybody. Runner 0 never claims while it is blocked, so the item
-/// runs only if somebody wakes runner 1 — the producer (it saw the stall)
-/// or runner 0 itself (its check saw the item). Exactly one of them does.
+/// Runner 0 (active, of two) stalls while a producer queues one item
+/// whose backlog alone would wake nobody, with `current_active` runners
+/// allowed. Runner 0 never claims while it is blocked, so the item runs only
+/// if somebody wakes runner 1 — the producer (it saw the stall) or runner 0
+/// itself (its check saw the item). Exactly one of them must; returns the
+/// ring and idle set afterwards, runner 0 still stalled.
+fn stall_races_an_item(current_active: usize) -> (Arc<Ring<u64, u64>>, Arc<Idle>) {
+    let ring = Arc::new(Ring::<u64, u64>::new(2));
+    let idle = Arc::new(Idle::all(2));
+    assert_eq!(idle.pick_if(current_active, || true), Some(0)); // runner 0 is active
+    let woken = Arc::new(AtomicUsize::new(0));
+    let stalling = {
+        let (ring, idle, woken) = (ring.clone(), idle.clone(), woken.clone());
+        thread::spawn(move || {
+            if let Some(i) = idle.stall(0, current_active, || ring.has_claimable()) {
+                assert_eq!(i, 1);
+                woken.fetch_add(1, SeqCst);
+            }
+        })
+    };
+    let producer = {
+        let (ring, idle, woken) = (ring.clone(), idle.clone(), woken.clone());
+        thread::spawn(move || {
+            let seq = ring.try_push(7).ok().unwrap();
+            let backlog = || (seq + 1).saturating_sub(ring.claimed());
+            if let Some(i) = idle.pick_for_item(current_active, || 64, backlog) {
+                assert_eq!(i, 1);
+                woken.fetch_add(1, SeqCst);
+            }
+        })
+    };
+    stalling.join().unwrap();
+    producer.join().unwrap();
+    let n = woken.load(SeqCst);
+    assert_eq!(n, 1, "runner 1 woken {n} times");
+    (ring, idle)
+}
+
+/// The stall handshake (see `ordered/idle.rs`): runner 0 is about to block
+/// (it owns the drain, or entered `kwq::blocking`) and runner 1 is idle.
 #[test]
 fn stalled_runner_or_producer_wakes_the_idle_runner() {
     loom::model(|| {
-        let ring = Arc::new(Ring::<u64, u64>::new(2));
-        let idle = Arc::new(Idle::all(2));
-        assert_eq!(idle.pick_if(2, || true), Some(0)); // runner 0 is active
-        let woken = Arc::new(AtomicUsize::new(0));
-        let stalling = {
-            let (ring, idle, woken) = (ring.clone(), idle.clone(), woken.clone());
-            thread::spawn(move || {
-                if let Some(i) = idle.stall(0, 2, || ring.has_claimable()) {
-                    assert_eq!(i, 1);
-                    woken.fetch_add(1, SeqCst);
-                }
-            })
-        };
-        let producer = {
-            let (ring, idle, woken) = (ring.clone(), idle.clone(), woken.clone());
-            thread::spawn(move || {
-                let seq = ring.try_push(7).ok().unwrap();
-                let backlog = || (seq + 1).saturating_sub(ring.claimed());
-                if let Some(i) = idle.pick_for_item(2, || 64, backlog) {
-                    assert_eq!(i, 1);
-                    woken.fetch_add(1, SeqCst);
-                }
-            })
-        };
-        stalling.join().unwrap();
-        producer.join().unwrap();
-        assert_eq!(
-            woken.load(SeqCst),
-            1,
-            "idle runner woken {} times",
-            woken.load(SeqCst)
-        );
+        let (ring, idle) = stall_races_an_item(2);
         // Runner 1's Work runs and claims the item; runner 0 is still blocked.
         assert_eq!(runner(&ring, &idle, 1), 1);
         idle.unstall(0);
     });
 }
 
-/// Lending (see `ordered/idle.rs`): a threshold holds `current_active` at
-/// 1 of 2 runners, runner 0 (the only active one) is about to block, and a
-/// producer queues an item. Runner 1 is above the limit, so only lending
-/// can reach it: exactly one of the two wakes it, whichever order the
-/// stall and the item come in.
+/// Lending (see `ordered/idle.rs`): the same race with a threshold holding
+/// `current_active` at 1 of 2, so runner 1 is above the limit and only
+/// lending can reach it.
 #[test]
 fn stalled_only_slot_lends_to_a_runner_above_the_limit() {
     loom::model(|| {
-        let ring = Arc::new(Ring::<u64, u64>::new(2));
-        let idle = Arc::new(Idle::all(2));
-        assert_eq!(idle.pick_if(1, || true), Some(0)); // runner 0 is active
-        let woken = Arc::new(AtomicUsize::new(0));
-        let stalling = {
-            let (ring, idle, woken) = (ring.clone(), idle.clone(), woken.clone());
-            thread::spawn(move || {
-                if let Some(i) = idle.stall(0, 1, || ring.has_claimable()) {
-                    assert_eq!(i, 1);
-                    woken.fetch_add(1, SeqCst);
-                }
-            })
-        };
-        let producer = {
-            let (ring, idle, woken) = (ring.clone(), idle.clone(), woken.clone());
-            thread::spawn(move || {
-                let seq = ring.try_push(7).ok().unwrap();
-                let backlog = || (seq + 1).saturating_sub(ring.claimed());
-                if let Some(i) = idle.pick_for_item(1, || 64, backlog) {
-                    assert_eq!(i, 1);
-                    woken.fetch_add(1, SeqCst);
-                }
-            })
-        };
-        stalling.join().unwrap();
-        producer.join().unwrap();
-        assert_eq!(
-            woken.load(SeqCst),
-            1,
-            "lent runner woken {} times",
-            woken.load(SeqCst)
-        );
+        let (_ring, idle) = stall_races_an_item(1);
         idle.unstall(0);
         // Not stalled any more: nothing is lent.
         assert_eq!(idle.pick_for_item(1, || 64, || 1), None);

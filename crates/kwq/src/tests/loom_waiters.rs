@@ -6,7 +6,7 @@
 //!
 //! Run with `ci/loom.sh loom_waiters`.
 
-use crate::ordered_ring::Ring;
+use crate::ordered_ring::{Claim, Ring};
 use crate::ordered_waiters::Waiters;
 use crate::sync::Arc;
 use loom::thread;
@@ -97,42 +97,68 @@ fn consumer_waiting_for_its_head_is_woken_by_the_completion() {
     });
 }
 
+/// A full ring of two items of which the first `done` are DONE (the
+/// other's `func` never finishes: its claim is returned, to keep).
+fn full_ring_of_two(done: usize) -> (Arc<Ring<u64, u64>>, Claim) {
+    let ring = Arc::new(Ring::<u64, u64>::new(2));
+    for j in [1, 2] {
+        assert!(ring.try_push(j).is_ok());
+    }
+    let mut claim = ring.claim(2).unwrap();
+    for t in claim.by_ref().take(done) {
+        let job = ring.take_job(&t);
+        ring.complete(t, job);
+    }
+    ring.after_complete();
+    (ring, claim)
+}
+
+/// A full producer waiting for the release of item 1 (its batch of room),
+/// then pushing `then_push` items.
+fn spawn_batch_producer(
+    ring: &Arc<Ring<u64, u64>>,
+    w: &Arc<Waiters>,
+    then_push: usize,
+) -> thread::JoinHandle<()> {
+    let (ring, w) = (ring.clone(), w.clone());
+    thread::spawn(move || {
+        w.sleep_until_released(
+            1,
+            || ring.is_released(1),
+            std::time::Duration::from_millis(1),
+            || ring.released(),
+            || ring.has_room(),
+        );
+        for j in 0..then_push {
+            assert!(ring.try_push(10 + j as u64).is_ok(), "woken without room");
+        }
+    })
+}
+
+/// The drain releases what it can and notifies after every release.
+fn spawn_draining(
+    ring: &Arc<Ring<u64, u64>>,
+    w: &Arc<Waiters>,
+    items: u64,
+) -> thread::JoinHandle<()> {
+    let (ring, w) = (ring.clone(), w.clone());
+    thread::spawn(move || {
+        let d = ring.try_drain(|_, _| {}, |seq| w.notify_released(seq));
+        assert_eq!(d.items, items);
+    })
+}
+
 #[test]
 fn producer_waiting_for_a_batch_of_room_is_woken_by_its_target_release() {
     // A full ring of two DONE items; the producer sleeps until item 1 (the
     // second release) frees its batch of two slots. The release of item 0
     // does not satisfy it; the release of item 1 must wake it. (Loom has
-    // no time, so the patience timer never fires here.)
+    // no clock, so the patience never runs out here.)
     loom::model(|| {
-        let ring = Arc::new(Ring::<u64, u64>::new(2));
-        for j in [1, 2] {
-            assert!(ring.try_push(j).is_ok());
-        }
-        let claim = ring.claim(2).unwrap();
-        for t in claim {
-            let job = ring.take_job(&t);
-            ring.complete(t, job);
-        }
-        ring.after_complete();
+        let (ring, _claim) = full_ring_of_two(2);
         let w = Arc::new(Waiters::default());
-        let producer = {
-            let (ring, w) = (ring.clone(), w.clone());
-            thread::spawn(move || {
-                w.sleep_until_released(
-                    1,
-                    || ring.is_released(1),
-                    std::time::Duration::from_millis(1),
-                    || ring.released(),
-                    || ring.has_room(),
-                );
-                assert!(ring.try_push(3).is_ok() && ring.try_push(4).is_ok());
-            })
-        };
-        let (r2, w2) = (ring.clone(), w.clone());
-        let drainer = thread::spawn(move || {
-            let d = r2.try_drain(|_, _| {}, |seq| w2.notify_released(seq));
-            assert_eq!(d.items, 2);
-        });
+        let producer = spawn_batch_producer(&ring, &w, 2);
+        let drainer = spawn_draining(&ring, &w, 2);
         producer.join().unwrap();
         drainer.join().unwrap();
     });
@@ -148,37 +174,11 @@ fn producer_waiting_for_a_batch_of_room_is_woken_by_its_target_release() {
 #[test]
 fn producer_whose_target_never_comes_takes_the_room_there_is() {
     loom::model(|| {
-        let ring = Arc::new(Ring::<u64, u64>::new(2));
-        for j in [1, 2] {
-            assert!(ring.try_push(j).is_ok());
-        }
-        // Item 0 DONE; item 1 claimed, its func still running (never ends).
-        let mut claim = ring.claim(2).unwrap();
-        let t0 = claim.next().unwrap();
-        let job = ring.take_job(&t0);
-        ring.complete(t0, job);
-        ring.after_complete();
+        let (ring, _claim) = full_ring_of_two(1);
         let w = Arc::new(Waiters::impatient());
-        let producer = {
-            let (ring, w) = (ring.clone(), w.clone());
-            thread::spawn(move || {
-                w.sleep_until_released(
-                    1,
-                    || ring.is_released(1),
-                    std::time::Duration::from_millis(1),
-                    || ring.released(),
-                    || ring.has_room(),
-                );
-                assert!(ring.try_push(3).is_ok(), "settled without room");
-            })
-        };
-        let (r2, w2) = (ring.clone(), w.clone());
-        let drainer = thread::spawn(move || {
-            let d = r2.try_drain(|_, _| {}, |seq| w2.notify_released(seq));
-            assert_eq!(d.items, 1);
-        });
+        let producer = spawn_batch_producer(&ring, &w, 1);
+        let drainer = spawn_draining(&ring, &w, 1);
         producer.join().unwrap();
         drainer.join().unwrap();
-        drop(claim);
     });
 }
