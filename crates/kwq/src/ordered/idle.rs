@@ -142,13 +142,25 @@ impl Idle {
         current_active: usize,
         has_claimable: impl FnOnce() -> bool,
     ) -> Option<usize> {
-        self.stalled.fetch_or(1u64 << me, SeqCst);
+        self.mark_then_pick(&self.stalled, me, current_active, has_claimable)
+    }
+
+    /// The runner half shared by [`Idle::stall`] and [`Idle::retire`]: set
+    /// runner `me`'s bit in `mask` (SeqCst), then [`Idle::pick_after_mark`].
+    fn mark_then_pick(
+        &self,
+        mask: &AtomicU64,
+        me: usize,
+        current_active: usize,
+        has_claimable: impl FnOnce() -> bool,
+    ) -> Option<usize> {
+        mask.fetch_or(1u64 << me, SeqCst);
         crate::sync::fence_after_seqcst_write();
         self.pick_after_mark(current_active, has_claimable)
     }
 
-    /// The second half of [`Idle::stall`] and [`Idle::retire`], after the
-    /// caller's SeqCst mark: if `has_claimable()`, an idle runner among the
+    /// The second half of [`Idle::stall`] and [`Idle::retire`], after
+    /// their SeqCst mark: if `has_claimable()`, an idle runner among the
     /// first `current_active`, or else one that the stalled slots lend to
     /// ([`Idle::pick_lent`]). Both must lend: with `current_active` 1, a
     /// runner retiring from above it while the only runner below stalls is
@@ -212,9 +224,7 @@ impl Idle {
         current_active: usize,
         has_claimable: impl FnOnce() -> bool,
     ) -> Option<usize> {
-        self.bits.fetch_or(1u64 << me, SeqCst);
-        crate::sync::fence_after_seqcst_write();
-        self.pick_after_mark(current_active, has_claimable)
+        self.mark_then_pick(&self.bits, me, current_active, has_claimable)
     }
 
     /// Runner `me` is back from what might have blocked.
@@ -244,11 +254,7 @@ impl Idle {
             // Every slot is busy. Only a threshold can leave runners above
             // `current_active`; if every slot is stalled, one of them is
             // lent (module docs).
-            return if current_active < self.limit {
-                self.pick_lent(idle, current_active)
-            } else {
-                None
-            };
+            return self.pick_lent(idle, current_active);
         }
         let busy = low_bits(current_active) & !idle;
         if busy != 0 {
