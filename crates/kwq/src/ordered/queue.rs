@@ -545,7 +545,8 @@ where
 /// Waits until every item before `target` has been released.
 fn wait_released<S: Stages>(c: &Crew<S>, target: u64) {
     if target > 0 {
-        c.waiters.wait_until(|| c.ring.is_released(target - 1));
+        c.waiters
+            .wait_released(target - 1, || c.ring.is_released(target - 1));
     }
 }
 

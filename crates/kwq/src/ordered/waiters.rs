@@ -26,11 +26,12 @@
 //! # Targets
 //!
 //! A waiter may name the sequence number whose release it waits for
-//! ([`Waiters::sleep_until_released`]): it lowers `wake_at` to it (SeqCst
+//! ([`Waiters::sleep_until_released`] for a full producer,
+//! [`Waiters::wait_released`] for a flusher): it lowers `wake_at` to it (SeqCst
 //! RMW, under the lock, before each condition check), and a release of
 //! item `seq` notifies only if `seq >= wake_at` (SeqCst load after the
 //! count). So a producer waiting for a *batch* of room is woken once per
-//! batch, not once per release. The notifier resets `wake_at` under the
+//! batch, not once per release, and a flusher once. The notifier resets `wake_at` under the
 //! lock before `notify_all`, and every woken waiter lowers it again before
 //! it sleeps again, so no target is forgotten. Waiters without a target
 //! ([`Waiters::wait_until`]) use target 0: any notification wakes them.
@@ -158,9 +159,18 @@ impl Waiters {
     /// for with SeqCst loads. Polls briefly, then sleeps inside
     /// [`crate::blocking`]; any notification wakes it.
     pub(crate) fn wait_until(&self, cond: impl Fn() -> bool) {
+        if self.poll(&cond) {
+            return;
+        }
+        self.sleep(0, &cond, None);
+    }
+
+    /// Checks `cond` [`POLLS`] times, half spinning, half yielding; true
+    /// as soon as it holds.
+    fn poll(&self, cond: &dyn Fn() -> bool) -> bool {
         for i in 0..POLLS {
             if cond() {
-                return;
+                return true;
             }
             if i < POLLS / 2 {
                 hint::spin_loop();
@@ -168,7 +178,18 @@ impl Waiters {
                 thread::yield_now();
             }
         }
-        self.sleep(0, &cond, None);
+        false
+    }
+
+    /// Returns once item `seq` is released (`released()`, which must read
+    /// the release with SeqCst loads). Polls briefly, then sleeps inside
+    /// [`crate::blocking`], woken only by releases of `seq` or later — a
+    /// flusher behind a long stream wakes once, not once per release.
+    pub(crate) fn wait_released(&self, seq: u64, released: impl Fn() -> bool) {
+        if self.poll(&released) {
+            return;
+        }
+        self.sleep(seq, &released, None);
     }
 
     /// Returns once item `seq` is released (`released()`, which must read

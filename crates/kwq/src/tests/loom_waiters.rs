@@ -54,17 +54,20 @@ fn producer_waiting_for_room_is_woken_by_the_release() {
 
 #[test]
 fn flusher_waiting_for_a_release_is_woken() {
+    // The flusher names its target (item 1, the second release), as
+    // `OrderedWorkqueue::flush` does: the release of item 0 need not wake
+    // it, the release of item 1 must.
     loom::model(|| {
-        let ring = done_ring();
+        let (ring, _claim) = full_ring_of_two(2);
         let w = Arc::new(Waiters::default());
         let flusher = {
             let (ring, w) = (ring.clone(), w.clone());
             thread::spawn(move || {
-                w.wait_until(|| ring.is_released(0));
-                assert_eq!(ring.released(), 1);
+                w.wait_released(1, || ring.is_released(1));
+                assert_eq!(ring.released(), 2);
             })
         };
-        let drainer = spawn_drainer(&ring, &w);
+        let drainer = spawn_draining(&ring, &w, 2);
         flusher.join().unwrap();
         drainer.join().unwrap();
     });
