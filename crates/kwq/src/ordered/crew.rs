@@ -15,8 +15,8 @@
 //!   into the workqueue's `max_active` (BT-5).
 //! * `runners`, `limit`, `wq` — I.
 
+use super::idle::Idle;
 pub(crate) use super::idle::MAX_RUNNERS;
-use super::idle::{low_bits, Idle};
 use super::ring::Ring;
 use super::thresh::Thresh;
 pub(crate) use super::waiters::Waiters;
@@ -210,6 +210,8 @@ impl<S: Stages> Stall for Crew<S> {
             let cur = self.current_active();
             if let Some(i) = self.idle.stall(me, cur, || self.ring.has_claimable()) {
                 self.wake(i);
+            } else {
+                self.cover_lent(cur);
             }
         } else {
             self.idle.unstall(me);
@@ -277,6 +279,8 @@ impl<S: Stages> Crew<S> {
         let wake_backlog = || self.stages.wake_backlog();
         if let Some(i) = self.idle.pick_for_item(cur, wake_backlog, backlog) {
             self.wake(i);
+        } else if cur < self.limit {
+            self.cover_lent(cur);
         }
     }
 
@@ -284,25 +288,24 @@ impl<S: Stages> Crew<S> {
     /// of a runner goes through here.
     ///
     /// With a threshold the runners' workqueue has `max_active =
-    /// current_active`, but runners above `current_active` may still hold
-    /// admissions (one lent a stalled slot, or one finishing its batch after
-    /// a lowering), and a runner queued while they do would be parked by the
-    /// workqueue — behind a stalled one, possibly forever. So the woken
+    /// current_active` (BT-5), but runners above `current_active` may still
+    /// hold admissions (one lent a stalled slot, or one finishing its batch
+    /// after a lowering), and a runner queued while they do is deferred by
+    /// the workqueue — behind a stalled one, possibly forever. So the woken
     /// runner must fit: `current_active` (and `max_active`) is raised to
-    /// cover it and every runner that is not idle, and the runner is queued
-    /// under the threshold lock, so that no evaluation lowers `max_active`
-    /// between the raise and the admission (the workqueue admits at queueing
-    /// and never evicts). A runner that just set its idle bit may still hold
-    /// an admission for the instant before its work function returns; one
-    /// woken then waits that instant, no longer.
+    /// cover it and every runner that is not idle, under the threshold lock
+    /// with the queueing, so no evaluation lowers it in between. A lowering
+    /// *after* the queueing can still defer it (a `Work` queued while its
+    /// previous run is ending gives that run's admission back and must win
+    /// one again, as in cmwq); [`Crew::cover_lent`] repairs that when it
+    /// matters.
     fn wake(&self, i: usize) {
         let Some(th) = &self.thresh else {
             self.wq.queue(&self.runners[i]);
             return;
         };
-        let not_idle = (!self.idle.snapshot() & low_bits(self.limit)).count_ones() as usize;
         th.raise_then(
-            (i + 1).max(not_idle),
+            (i + 1).max(self.idle.not_idle()),
             &self.current_active,
             |n| {
                 self.wq
@@ -312,6 +315,32 @@ impl<S: Stages> Crew<S> {
             || {
                 self.wq.queue(&self.runners[i]);
             },
+        );
+    }
+
+    /// Lending's repair: every runner among the first `current_active`
+    /// is stalled and work is claimable, but no runner above the limit is
+    /// idle to be lent to. Each one that is not idle is running on a lent
+    /// slot (and will claim) or was woken and is waiting for a workqueue
+    /// admission that a lowering of `max_active` took away (and would wait
+    /// behind the stalled ones forever): raise `current_active` past all of
+    /// them, which admits it. Called where lending found nobody to wake —
+    /// a stall, an item queued — so at most once per lowering.
+    #[cold]
+    fn cover_lent(&self, cur: usize) {
+        let Some(th) = &self.thresh else { return };
+        if !self.idle.lent_beyond(cur) || !self.ring.has_claimable() {
+            return;
+        }
+        th.raise_then(
+            self.idle.not_idle(),
+            &self.current_active,
+            |n| {
+                self.wq
+                    .set_max_active(n)
+                    .expect("thresholded max_active stays within 1..=limit");
+            },
+            || {},
         );
     }
 
@@ -432,8 +461,16 @@ impl<S: Stages> Crew<S> {
                 // the limit. (Unless one below the limit is stalled and work
                 // is waiting: a stalled runner lends its slot, as it does to
                 // the runners woken for it.)
-                if let Some(i) = self.idle.retire(me, cur, || self.ring.has_claimable()) {
-                    self.wake(i);
+                match self.idle.retire(me, cur, || self.ring.has_claimable()) {
+                    // Lent to ourselves (every slot below is stalled): go
+                    // on. Re-queueing our own `Work` would need a second
+                    // workqueue admission while this run still holds one.
+                    Some(i) if i == me => {
+                        polls = 0;
+                        continue;
+                    }
+                    Some(i) => self.wake(i),
+                    None => {}
                 }
                 return;
             }
@@ -533,6 +570,9 @@ mod tests {
     struct Probe {
         ran_on: Mutex<Vec<(u64, Option<usize>)>>,
         gates: [AtomicBool; 4],
+        /// Item 0 waits for its gate inside `kwq::blocking` (its runner
+        /// counts as stalled meanwhile).
+        block_item_0: bool,
     }
 
     fn runner_index() -> Option<usize> {
@@ -550,8 +590,15 @@ mod tests {
         }
         fn func(&self, seq: u64, _job: ()) {
             self.ran_on.lock().push((seq, runner_index()));
-            while !self.gates[seq as usize].load(SeqCst) {
-                thread::yield_now();
+            let wait = || {
+                while !self.gates[seq as usize].load(SeqCst) {
+                    thread::yield_now();
+                }
+            };
+            if seq == 0 && self.block_item_0 {
+                crate::blocking(wait);
+            } else {
+                wait();
             }
         }
         fn after_batch(&self, crew: &Crew<Self>) {
@@ -614,6 +661,51 @@ mod tests {
         crew.stages.gates[2].store(true, SeqCst);
         wait_for("item 2", || crew.stages.ran_on.lock().len() == 3);
         assert_eq!(crew.stages.ran_on.lock()[2], (2, Some(0)));
+        crew.quiesce();
+    }
+
+    /// Lending's repair (`Crew::cover_lent`; found by the session-7 review):
+    /// with a threshold, a runner woken while the workqueue's `max_active`
+    /// is too low to admit it waits on the workqueue's inactive list — here
+    /// behind runner 0, the only runner below the limit, blocked inside
+    /// `kwq::blocking`. (In a run that happens when a lowering lands while
+    /// the woken runner's previous run is ending.) The next item must reach
+    /// it: nobody is idle to be lent to, so the crew raises
+    /// `current_active`, which admits it.
+    #[test]
+    fn woken_runner_deferred_behind_a_stalled_one_is_admitted() {
+        let rt = crate::Runtime::builder().concurrency(2).build().unwrap();
+        let wq = Workqueue::builder("crew-cover")
+            .runtime(&rt)
+            .max_active(2)
+            .build()
+            .unwrap();
+        let probe = Probe {
+            block_item_0: true,
+            ..Probe::default()
+        };
+        let crew = Crew::new(wq, Ring::new(8), 2, Some(Thresh::new(1, 2)), probe);
+        assert_eq!((crew.current_active(), crew.wq.max_active()), (1, 1));
+        let push = |crew: &Crew<Probe>| {
+            let seq = crew.ring.try_push(()).ok().unwrap();
+            crew.kick(seq);
+        };
+        // Runner 0 takes item 0 and blocks in it, stalled.
+        push(&crew);
+        wait_for("runner 0 stalled in item 0", || {
+            crew.stages.ran_on.lock().len() == 1 && crew.idle.stalled_snapshot() & 1 != 0
+        });
+        // Runner 1 is woken, and deferred: runner 0 holds the one admission.
+        assert_eq!(crew.idle.borrow(2), Some(1));
+        crew.wq.queue(&crew.runners[1]);
+        // Item 1 can only run on runner 1.
+        crew.stages.gates[1].store(true, SeqCst);
+        push(&crew);
+        wait_for("item 1 on runner 1", || {
+            crew.stages.ran_on.lock().contains(&(1, Some(1)))
+        });
+        assert_eq!(crew.current_active(), crew.wq.max_active(), "BT-5");
+        crew.stages.gates[0].store(true, SeqCst);
         crew.quiesce();
     }
 }

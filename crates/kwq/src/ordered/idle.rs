@@ -73,7 +73,11 @@
 //! runner above the limit, and the crew raises `current_active` (and the
 //! workqueue's `max_active`) past it and every other runner that is not
 //! idle, and queues it under the threshold lock (`Crew::wake`: otherwise
-//! the workqueue could park it behind the stalled ones). So a thresholded queue
+//! the workqueue could park it behind the stalled ones). With nobody idle
+//! above the limit, any runner there that is not idle is running on a lent
+//! slot or waiting for an admission a later lowering took away, so the
+//! crew raises `current_active` past it instead ([`Idle::lent_beyond`],
+//! `Crew::cover_lent`). So a thresholded queue
 //! whose only active runner blocks — a drain that waits for a later item's
 //! `func`, say — still reaches that item, whatever the backlog. At the
 //! limit (always, for a fixed `max_active`) nobody is woken: as in cmwq,
@@ -197,6 +201,24 @@ impl Idle {
             return None;
         }
         self.take_one(candidates)
+    }
+
+    /// Runners that are not idle (active, or woken and not yet running).
+    pub(crate) fn not_idle(&self) -> usize {
+        (!self.bits.load(SeqCst) & low_bits(self.limit)).count_ones() as usize
+    }
+
+    /// Is every runner among the first `current_active` active and stalled
+    /// while some runner above the limit is not idle (`Crew::cover_lent`)?
+    pub(crate) fn lent_beyond(&self, current_active: usize) -> bool {
+        if current_active >= self.limit {
+            return false;
+        }
+        let below = low_bits(current_active);
+        let idle = self.bits.load(SeqCst);
+        idle & below == 0
+            && self.stalled.load(SeqCst) & below == below
+            && !idle & low_bits(self.limit) & !below != 0
     }
 
     /// Does a stalled runner among the first `current_active` lend its slot
