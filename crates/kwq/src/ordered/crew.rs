@@ -307,15 +307,19 @@ impl<S: Stages> Crew<S> {
         th.raise_then(
             (i + 1).max(self.idle.not_idle()),
             &self.current_active,
-            |n| {
-                self.wq
-                    .set_max_active(n)
-                    .expect("thresholded max_active stays within 1..=limit");
-            },
+            |n| self.mirror_max_active(n),
             || {
                 self.wq.queue(&self.runners[i]);
             },
         );
+    }
+
+    /// BT-5: the runners' workqueue follows `current_active` (called with
+    /// the threshold lock held, by every change of it).
+    fn mirror_max_active(&self, n: usize) {
+        self.wq
+            .set_max_active(n)
+            .expect("thresholded max_active stays within 1..=limit");
     }
 
     /// Lending's repair: every runner among the first `current_active`
@@ -335,11 +339,7 @@ impl<S: Stages> Crew<S> {
         th.raise_then(
             self.idle.not_idle(),
             &self.current_active,
-            |n| {
-                self.wq
-                    .set_max_active(n)
-                    .expect("thresholded max_active stays within 1..=limit");
-            },
+            |n| self.mirror_max_active(n),
             || {},
         );
     }
@@ -506,9 +506,7 @@ impl<S: Stages> Crew<S> {
         let before = self.current_active();
         th.exec_hook(pending, batch, &self.current_active, |n| {
             grew = n > before;
-            self.wq
-                .set_max_active(n)
-                .expect("thresholded max_active stays within 1..=limit");
+            self.mirror_max_active(n);
         });
         if grew {
             // The backlog that made it grow is waiting: start a runner on
