@@ -604,6 +604,28 @@ mod tests {
         }
     }
 
+    /// A crew of two runners over an 8-slot ring on a fresh workqueue.
+    fn probe_crew(
+        rt: &crate::Runtime,
+        name: &str,
+        thresh: Option<Thresh>,
+        probe: Probe,
+    ) -> Arc<Crew<Probe>> {
+        let wq = Workqueue::builder(name)
+            .runtime(rt)
+            .max_active(2)
+            .build()
+            .unwrap();
+        Crew::new(wq, Ring::new(8), 2, thresh, probe)
+    }
+
+    /// Queues one item the way a producer does.
+    fn push(crew: &Crew<Probe>) -> u64 {
+        let seq = crew.ring.try_push(()).ok().unwrap();
+        crew.kick(seq);
+        seq
+    }
+
     fn wait_for(what: &str, cond: impl Fn() -> bool) {
         let end = Instant::now() + Duration::from_secs(10);
         while !cond() {
@@ -619,17 +641,7 @@ mod tests {
     #[test]
     fn runner_above_a_lowered_limit_starts_nothing_new() {
         let rt = crate::Runtime::builder().concurrency(2).build().unwrap();
-        let wq = Workqueue::builder("crew-retire")
-            .runtime(&rt)
-            .max_active(2)
-            .build()
-            .unwrap();
-        let crew = Crew::new(wq, Ring::new(8), 2, None, Probe::default());
-        let push = |crew: &Crew<Probe>| {
-            let seq = crew.ring.try_push(()).ok().unwrap();
-            crew.kick(seq);
-            seq
-        };
+        let crew = probe_crew(&rt, "crew-retire", None, Probe::default());
         // Items 0 and 1 occupy both runners.
         push(&crew);
         push(&crew);
@@ -673,21 +685,12 @@ mod tests {
     #[test]
     fn woken_runner_deferred_behind_a_stalled_one_is_admitted() {
         let rt = crate::Runtime::builder().concurrency(2).build().unwrap();
-        let wq = Workqueue::builder("crew-cover")
-            .runtime(&rt)
-            .max_active(2)
-            .build()
-            .unwrap();
         let probe = Probe {
             block_item_0: true,
             ..Probe::default()
         };
-        let crew = Crew::new(wq, Ring::new(8), 2, Some(Thresh::new(1, 2)), probe);
+        let crew = probe_crew(&rt, "crew-cover", Some(Thresh::new(1, 2)), probe);
         assert_eq!((crew.current_active(), crew.wq.max_active()), (1, 1));
-        let push = |crew: &Crew<Probe>| {
-            let seq = crew.ring.try_push(()).ok().unwrap();
-            crew.kick(seq);
-        };
         // Runner 0 takes item 0 and blocks in it, stalled.
         push(&crew);
         wait_for("runner 0 stalled in item 0", || {

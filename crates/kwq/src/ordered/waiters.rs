@@ -62,6 +62,22 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Checks `cond` [`POLLS`] times, half spinning, half yielding; true
+/// as soon as it holds.
+fn poll(cond: &dyn Fn() -> bool) -> bool {
+    for i in 0..POLLS {
+        if cond() {
+            return true;
+        }
+        if i < POLLS / 2 {
+            hint::spin_loop();
+        } else {
+            thread::yield_now();
+        }
+    }
+    false
+}
+
 /// See the module docs.
 #[derive(Debug)]
 pub(crate) struct Waiters {
@@ -159,26 +175,10 @@ impl Waiters {
     /// for with SeqCst loads. Polls briefly, then sleeps inside
     /// [`crate::blocking`]; any notification wakes it.
     pub(crate) fn wait_until(&self, cond: impl Fn() -> bool) {
-        if self.poll(&cond) {
+        if poll(&cond) {
             return;
         }
         self.sleep(0, &cond, None);
-    }
-
-    /// Checks `cond` [`POLLS`] times, half spinning, half yielding; true
-    /// as soon as it holds.
-    fn poll(&self, cond: &dyn Fn() -> bool) -> bool {
-        for i in 0..POLLS {
-            if cond() {
-                return true;
-            }
-            if i < POLLS / 2 {
-                hint::spin_loop();
-            } else {
-                thread::yield_now();
-            }
-        }
-        false
     }
 
     /// Returns once item `seq` is released (`released()`, which must read
@@ -186,7 +186,7 @@ impl Waiters {
     /// [`crate::blocking`], woken only by releases of `seq` or later — a
     /// flusher behind a long stream wakes once, not once per release.
     pub(crate) fn wait_released(&self, seq: u64, released: impl Fn() -> bool) {
-        if self.poll(&released) {
+        if poll(&released) {
             return;
         }
         self.sleep(seq, &released, None);
