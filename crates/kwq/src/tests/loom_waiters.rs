@@ -185,3 +185,29 @@ fn producer_whose_target_never_comes_takes_the_room_there_is() {
         drainer.join().unwrap();
     });
 }
+
+/// Two waiters with different targets at once — a flusher waiting for
+/// item 0, a full producer for item 1 — against a drain that releases
+/// both. A waiter that leaves withdraws its target only when it is the
+/// one registered (`Waiters::drop_target`); loom checks that the flusher
+/// leaving can never withdraw the producer's target (or the reverse), so
+/// both are always woken.
+#[test]
+fn two_waiters_with_different_targets_are_both_woken() {
+    loom::model(|| {
+        let (ring, _claim) = full_ring_of_two(2);
+        let w = Arc::new(Waiters::default());
+        let flusher = {
+            let (ring, w) = (ring.clone(), w.clone());
+            thread::spawn(move || {
+                w.wait_released(0, || ring.is_released(0));
+                assert!(ring.released() >= 1);
+            })
+        };
+        let producer = spawn_batch_producer(&ring, &w, 2);
+        let drainer = spawn_draining(&ring, &w, 2);
+        flusher.join().unwrap();
+        producer.join().unwrap();
+        drainer.join().unwrap();
+    });
+}
