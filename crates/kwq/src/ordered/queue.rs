@@ -601,7 +601,12 @@ where
             crew.help_once()
         };
         if !helped {
-            wait_for_room(crew);
+            let keep = crew
+                .stages
+                .cost
+                .backlog_for(ROOM_KEEP_NS, u64::MAX)
+                .saturating_mul(crew.current_active() as u64);
+            wait_for_room(crew, keep);
         }
     }
 }
@@ -611,22 +616,31 @@ where
 /// takes any room; see `Waiters::sleep_until_released`).
 const ROOM_PATIENCE: Duration = Duration::from_millis(1);
 
+/// Work a full producer leaves in flight when it is woken (so the
+/// runners stay busy through its wake-up and first pushes).
+const ROOM_KEEP_NS: u64 = 200_000;
+
 /// Slots a full producer waits for before it wakes: one wake-up (and one
-/// burst of queueing) per batch of releases, not one per release.
-fn room_batch(capacity: u64) -> u64 {
-    (capacity / 2).max(1)
+/// burst of queueing) per batch of releases, not one per release. It wakes
+/// with `keep` items still in flight (worth [`ROOM_KEEP_NS`] of work for the
+/// active runners, by the cost estimate), kept between an eighth and a
+/// half of the capacity: slow items get big batches (a million items of
+/// 2 µs: about 280 wake-ups instead of 490; each preempts a runner), cheap
+/// ones (whose backlog the wake-up latency would eat) keep half the ring.
+fn room_batch(capacity: u64, keep: u64) -> u64 {
+    (capacity - keep.clamp(capacity / 8, capacity / 2)).max(1)
 }
 
 /// Sleeps until [`room_batch`] slots are free, or, once releases have
 /// stopped short of that, until any slot is (an ordered stage may wait for
 /// something the producer does next: the producer must not wait for the
 /// items after it forever).
-fn wait_for_room<S: Stages>(crew: &Crew<S>) {
+fn wait_for_room<S: Stages>(crew: &Crew<S>, keep: u64) {
     let ring = &crew.ring;
     let cap = ring.capacity();
     // Item `t - cap` holds slot `t`; the batch is free once item
     // `t - cap + batch - 1` is released.
-    let Some(last) = (ring.tail() + room_batch(cap) - 1).checked_sub(cap) else {
+    let Some(last) = (ring.tail() + room_batch(cap, keep) - 1).checked_sub(cap) else {
         crew.waiters.wait_until(|| ring.has_room());
         return;
     };
@@ -705,5 +719,28 @@ where
 {
     for p in c.stages.take_panics() {
         eprintln!("kwq: ordered workqueue '{name}' dropped with an uncollected panic: {p}");
+    }
+}
+
+#[cfg(all(test, not(kwq_loom)))]
+mod tests {
+    use super::room_batch;
+
+    #[test]
+    fn a_full_producer_wakes_with_between_an_eighth_and_half_the_ring_in_flight() {
+        // Slow items (little work kept covers the wake-up): 7/8 of the ring.
+        assert_eq!(room_batch(4096, 200), 4096 - 512);
+        assert_eq!(room_batch(4096, 0), 4096 - 512);
+        // In between: exactly the work worth keeping.
+        assert_eq!(room_batch(4096, 1000), 3096);
+        // Cheap items (or an unbounded estimate): half.
+        assert_eq!(room_batch(4096, u64::MAX), 2048);
+        // Tiny rings still wait for at least one slot.
+        for cap in 1..=8 {
+            for keep in [0, 1, 3, u64::MAX] {
+                let b = room_batch(cap, keep);
+                assert!((1..=cap).contains(&b), "cap {cap} keep {keep}: {b}");
+            }
+        }
     }
 }
