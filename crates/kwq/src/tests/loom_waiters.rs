@@ -60,13 +60,7 @@ fn flusher_waiting_for_a_release_is_woken() {
     loom::model(|| {
         let (ring, _claim) = full_ring_of_two(2);
         let w = Arc::new(Waiters::default());
-        let flusher = {
-            let (ring, w) = (ring.clone(), w.clone());
-            thread::spawn(move || {
-                w.wait_released(1, || ring.is_released(1));
-                assert_eq!(ring.released(), 2);
-            })
-        };
+        let flusher = spawn_flusher(&ring, &w, 1);
         let drainer = spawn_draining(&ring, &w, 2);
         flusher.join().unwrap();
         drainer.join().unwrap();
@@ -98,6 +92,16 @@ fn consumer_waiting_for_its_head_is_woken_by_the_completion() {
         assert_eq!(ring.pop_done(), Some(6));
         runner.join().unwrap();
     });
+}
+
+/// A flusher waiting (with its target named, as `OrderedWorkqueue::flush`
+/// does) for the release of item `seq`.
+fn spawn_flusher(ring: &Arc<Ring<u64, u64>>, w: &Arc<Waiters>, seq: u64) -> thread::JoinHandle<()> {
+    let (ring, w) = (ring.clone(), w.clone());
+    thread::spawn(move || {
+        w.wait_released(seq, || ring.is_released(seq));
+        assert!(ring.released() > seq, "woken before its release");
+    })
 }
 
 /// A full ring of two items of which the first `done` are DONE (the
@@ -197,13 +201,7 @@ fn two_waiters_with_different_targets_are_both_woken() {
     loom::model(|| {
         let (ring, _claim) = full_ring_of_two(2);
         let w = Arc::new(Waiters::default());
-        let flusher = {
-            let (ring, w) = (ring.clone(), w.clone());
-            thread::spawn(move || {
-                w.wait_released(0, || ring.is_released(0));
-                assert!(ring.released() >= 1);
-            })
-        };
+        let flusher = spawn_flusher(&ring, &w, 0);
         let producer = spawn_batch_producer(&ring, &w, 2);
         let drainer = spawn_draining(&ring, &w, 2);
         flusher.join().unwrap();
