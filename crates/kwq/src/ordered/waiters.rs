@@ -324,13 +324,16 @@ impl Waiters {
 #[cfg(all(test, not(kwq_loom)))]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize as Calls;
+    use std::cell::Cell;
 
-    /// A condition that fails its first `n` checks: past the polls, so the
-    /// waiter registers, publishes its target and finds it met under the
-    /// lock.
-    fn true_after(n: usize) -> (Calls, usize) {
-        (Calls::new(0), n)
+    /// A condition that fails until the polls are over, so the waiter
+    /// registers, publishes its target and finds it met under the lock.
+    fn met_after_the_polls() -> impl Fn() -> bool {
+        let checks = Cell::new(0);
+        move || {
+            checks.set(checks.get() + 1);
+            checks.get() > POLLS
+        }
     }
 
     #[test]
@@ -338,8 +341,7 @@ mod tests {
         // Left behind, the target (already passed) would make the next
         // release wake the next waiter at once, for nothing.
         let w = Waiters::default();
-        let (calls, n) = true_after(POLLS);
-        w.wait_released(5, || calls.fetch_add(1, Relaxed) >= n);
+        w.wait_released(5, met_after_the_polls());
         assert_eq!(w.count(), 0);
         assert_eq!(
             w.wake_at.load(SeqCst),
@@ -355,8 +357,7 @@ mod tests {
         // worst, never a lost one).
         let w = Waiters::default();
         w.count.fetch_add(1, SeqCst); // the other waiter, registered
-        let (calls, n) = true_after(POLLS);
-        w.wait_released(9, || calls.fetch_add(1, Relaxed) >= n);
+        w.wait_released(9, met_after_the_polls());
         assert_eq!(w.wake_at.load(SeqCst), 9);
         w.count.fetch_sub(1, SeqCst);
     }
