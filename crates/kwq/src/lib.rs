@@ -162,7 +162,7 @@ mod ordered_ring;
 #[allow(dead_code)]
 #[path = "ordered/waiters.rs"]
 mod ordered_waiters;
-#[cfg(kwq_loom)]
+#[cfg(all(kwq_loom, test))]
 mod tests;
 
 #[cfg(not(kwq_loom))]
