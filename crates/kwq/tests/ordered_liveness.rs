@@ -331,8 +331,16 @@ fn drop_from_high_stage_still_runs_normal_items() {
         let h = holder.clone();
         let dropped = Latch::default();
         let d = dropped.clone();
+        // The high item must not reach its ordered stage before this thread
+        // let go of its handles, or this thread's `drop(q)` would be the
+        // last one and wait for normal items the blocker holds up.
+        let let_go = Latch::default();
+        let lg = let_go.clone();
         q.queue_high(
-            Box::new(|| 0),
+            Box::new(move || {
+                assert!(lg.wait(10), "the test thread never let go");
+                0
+            }),
             Box::new(move |_| {
                 drop(h.lock().unwrap().take());
                 d.set();
@@ -340,6 +348,7 @@ fn drop_from_high_stage_still_runs_normal_items() {
         );
         drop(q);
         drop(holder);
+        let_go.set();
         std::thread::sleep(Duration::from_millis(200));
         release.set();
         assert!(eventually(10, || dropped.is_set()), "high stage never ran");
@@ -371,9 +380,13 @@ fn drop_from_own_stage_runs_the_rest() {
         let holder = Arc::new(Mutex::new(Some(q.clone())));
         let h = holder.clone();
         let r0 = ran.clone();
+        // Item 0's ordered stage must take the last handle: it may not
+        // start before this thread dropped its own.
+        let let_go = Latch::default();
+        let lg = let_go.clone();
         q.queue(
-            Box::new(|| {
-                spin_for(2000);
+            Box::new(move || {
+                assert!(lg.wait(10), "the test thread never let go");
                 0
             }),
             Box::new(move |_| {
@@ -395,6 +408,7 @@ fn drop_from_own_stage_runs_the_rest() {
         }
         drop(q);
         drop(holder);
+        let_go.set();
         assert!(
             eventually(10, || ran.load(SeqCst) == 200),
             "only {} of 200 ran",
