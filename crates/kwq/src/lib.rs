@@ -162,6 +162,10 @@ mod ordered_ring;
 #[allow(dead_code)]
 #[path = "ordered/waiters.rs"]
 mod ordered_waiters;
+#[cfg(kwq_loom)]
+#[allow(dead_code)]
+#[path = "pool/sleep.rs"]
+mod pool_sleep;
 #[cfg(all(kwq_loom, test))]
 mod tests;
 

@@ -22,6 +22,11 @@
 //!   most likely to be cache-warm and the least likely to be reaped).
 //! * `concurrency`, `max_workers` — I.
 //!
+//! The counters and the idle list are fields of `Pool` itself, but the code
+//! that touches them — both halves of the handshake below — is in
+//! `pool/sleep.rs`, over a one-pointer view (`Sleep(&pool)`), so that loom
+//! checks that very code (`tests/loom_pool.rs`).
+//!
 //! # Protocol: sleeping and waking (no lost wake-ups)
 //!
 //! ```text
@@ -41,8 +46,9 @@
 //! side needs no fence because `Fifo::push` guarantees a SeqCst
 //! read-modify-write (documented on `Fifo`; crossbeam's injector advances
 //! its tail with one) — the same reasoning crossbeam-channel's `send` uses
-//! to skip a fence before checking for sleeping receivers. A worker is removed from the idle list only under the
-//! lock, by exactly one party, so no worker is woken twice or lost.
+//! to skip a fence before checking for sleeping receivers. A worker is
+//! removed from the idle list only under the lock, by exactly one party, so
+//! no worker is woken twice or lost.
 //!
 //! # Protocol: concurrency management
 //!
@@ -57,6 +63,7 @@
 //! timeout expires exits if `too_many_workers`.
 
 pub mod policy;
+mod sleep;
 mod worker;
 
 use crate::runtime::Config;
@@ -65,6 +72,7 @@ use crate::sync::{thread, Arc, Fifo, Mutex, Parker, Unparker};
 use crate::task::Task;
 use crate::work::WorkInner;
 use policy::{Concurrency, PoolSnapshot};
+use sleep::{Kick, Sleep, SleepState, Sleeper};
 
 /// What distinguishes pools of one runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -100,6 +108,46 @@ pub(crate) struct WorkerShared {
     /// Inside `blocking` or a CPU-intensive item.
     pub(crate) blocked: AtomicBool,
     pub(crate) exited: AtomicBool,
+}
+
+impl Sleeper for Arc<WorkerShared> {
+    fn woken(&self) -> &AtomicBool {
+        &self.woken
+    }
+    fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(self, other)
+    }
+    fn unpark(&self) {
+        self.unparker.unpark();
+    }
+}
+
+impl SleepState for Pool {
+    type W = Arc<WorkerShared>;
+    #[inline]
+    fn concurrency(&self) -> Concurrency {
+        self.concurrency
+    }
+    #[inline]
+    fn max_workers(&self) -> usize {
+        self.cfg.max_workers
+    }
+    #[inline]
+    fn nr_running(&self) -> &AtomicUsize {
+        &self.nr_running
+    }
+    #[inline]
+    fn nr_idle(&self) -> &AtomicUsize {
+        &self.nr_idle
+    }
+    #[inline]
+    fn nr_workers(&self) -> &AtomicUsize {
+        &self.nr_workers
+    }
+    #[inline]
+    fn idle(&self) -> &Mutex<Vec<Arc<WorkerShared>>> {
+        &self.idle
+    }
 }
 
 /// A worker pool.
@@ -161,14 +209,20 @@ impl Pool {
     }
 
     pub(crate) fn snapshot(&self) -> PoolSnapshot {
-        PoolSnapshot {
-            worklist_nonempty: !self.worklist.is_empty(),
-            nr_running: self.nr_running.load(SeqCst),
-            nr_idle: self.nr_idle.load(SeqCst),
-            nr_workers: self.nr_workers.load(SeqCst),
-            concurrency: self.concurrency,
-            max_workers: self.cfg.max_workers,
-        }
+        self.sleep().snapshot(self.has_work())
+    }
+
+    /// The idle list and counters, as the sleep/wake handshake's code
+    /// (`pool/sleep.rs`) sees them.
+    #[inline]
+    fn sleep(&self) -> Sleep<'_, Pool> {
+        Sleep(self)
+    }
+
+    /// Is the worklist non-empty? (SeqCst, as the handshake needs.)
+    #[inline]
+    fn has_work(&self) -> bool {
+        !self.worklist.is_empty()
     }
 
     /// Puts a task on the worklist and wakes a worker if the pool needs one.
@@ -177,41 +231,13 @@ impl Pool {
         self.kick();
     }
 
-    /// The submitter half of the sleep/wake handshake.
+    /// The submitter half of the sleep/wake handshake (`Sleep::kick`;
+    /// `Fifo::push` ended with the SeqCst read-modify-write it needs).
+    #[inline(never)]
     pub(crate) fn kick(self: &Arc<Self>) {
-        // No fence: `Fifo::push` ends its publication with a SeqCst
-        // read-modify-write and this load is SeqCst, so the single total
-        // order of SeqCst operations orders the pair against the worker's
-        // SeqCst decrement and re-check (see "Protocol" above). A fence here
-        // cost a quarter of the submit path's throughput.
-        let running = self.nr_running.load(SeqCst);
-        if running >= self.concurrency.target() {
-            return; // fast path: need_more_worker is false
-        }
-        let snap = self.snapshot();
-        if !policy::need_more_worker(&snap) {
-            return;
-        }
-        if snap.nr_idle > 0 {
-            self.wake_one();
-        } else if policy::need_to_create_worker(&snap) {
+        if self.sleep().kick(|| self.has_work()) == Kick::CreateWorker {
             self.manage();
         }
-    }
-
-    /// Takes one worker off the idle list, if the pool still needs one.
-    fn wake_one(&self) -> bool {
-        let mut idle = self.idle.lock();
-        if !policy::need_more_worker(&self.snapshot()) {
-            return false;
-        }
-        let Some(w) = idle.pop() else { return false };
-        self.nr_idle.fetch_sub(1, SeqCst);
-        self.nr_running.fetch_add(1, SeqCst);
-        w.woken.store(true, Release);
-        drop(idle);
-        w.unparker.unpark();
-        true
     }
 
     /// Acts as the pool's manager: creates workers while no idle worker is
@@ -240,7 +266,7 @@ impl Pool {
         // task here. A worker created above starts idle; wake it if needed.
         fence(SeqCst);
         if policy::need_more_worker(&self.snapshot()) {
-            self.wake_one();
+            self.sleep().wake_one(&|| self.has_work());
         }
     }
 
@@ -258,12 +284,7 @@ impl Pool {
             blocked: AtomicBool::new(false),
             exited: AtomicBool::new(false),
         });
-        {
-            let mut idle = self.idle.lock();
-            idle.push(shared.clone());
-            self.nr_idle.fetch_add(1, SeqCst);
-            self.nr_workers.fetch_add(1, SeqCst);
-        }
+        self.sleep().add_idle(shared.clone());
         let pool = self.clone();
         let me = shared.clone();
         let name = format!("{}/{}:{}", self.cfg.thread_name, self.name(), id);
@@ -278,11 +299,7 @@ impl Pool {
                 true
             }
             Err(e) => {
-                let mut idle = self.idle.lock();
-                idle.retain(|w| !Arc::ptr_eq(w, &shared));
-                self.nr_idle.fetch_sub(1, SeqCst);
-                self.nr_workers.fetch_sub(1, SeqCst);
-                drop(idle);
+                self.sleep().remove_unstarted(&shared);
                 eprintln!("kwq: pool {} could not create a worker: {e}", self.name());
                 false
             }
@@ -293,22 +310,20 @@ impl Pool {
     /// item): it stops counting, and the pool gets a replacement if needed
     /// (kernel `wq_worker_sleeping`).
     pub(crate) fn enter_blocking(self: &Arc<Self>) {
-        self.nr_running.fetch_sub(1, SeqCst);
-        self.kick();
+        if self.sleep().enter_blocking(|| self.has_work()) == Kick::CreateWorker {
+            self.manage();
+        }
     }
 
     /// The blocked worker runs again (kernel `wq_worker_running`).
     pub(crate) fn exit_blocking(&self) {
-        self.nr_running.fetch_add(1, SeqCst);
+        self.sleep().exit_blocking();
     }
 
     /// Marks the pool as dying: idle workers exit once the worklist is empty.
     pub(crate) fn shutdown(&self) {
         self.dying.store(true, SeqCst);
-        let idle = self.idle.lock();
-        for w in idle.iter() {
-            w.unparker.unpark();
-        }
+        self.sleep().unpark_idle();
     }
 
     pub(crate) fn is_dying(&self) -> bool {

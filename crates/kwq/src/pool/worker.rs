@@ -11,9 +11,9 @@
 //!   }
 //! ```
 
-use super::{policy, Pool, WorkerShared};
+use super::{Pool, WorkerShared};
 use crate::current::{self, Running, WorkerCtx};
-use crate::sync::atomic::{fence, Ordering::*};
+use crate::sync::atomic::Ordering::*;
 use crate::sync::{hint, Arc, Parker};
 use crate::task::{Payload, Task};
 use crate::work::WorkInner;
@@ -44,7 +44,7 @@ pub(super) fn main(pool: Arc<Pool>, me: Arc<WorkerShared>, parker: Parker) {
     // A new worker starts on the idle list (registered by its creator).
     while wait_woken(&pool, &me, &parker) {
         // We left the idle list: make sure somebody is in reserve.
-        if pool.nr_idle.load(Relaxed) == 0 {
+        if pool.sleep().none_idle() {
             pool.manage();
         }
         run_until_idle(&pool, &me, &ctx);
@@ -68,7 +68,7 @@ fn run_until_idle(pool: &Arc<Pool>, me: &WorkerShared, ctx: &WorkerCtx) {
                 process(pool, me, ctx, task);
                 // keep_working: leave if more workers run than the target
                 // (a blocked worker came back).
-                if pool.nr_running.load(Relaxed) > pool.concurrency.target() {
+                if pool.sleep().over_target() {
                     return;
                 }
             }
@@ -89,62 +89,22 @@ fn run_until_idle(pool: &Arc<Pool>, me: &WorkerShared, ctx: &WorkerCtx) {
     }
 }
 
-/// The worker half of the sleep/wake handshake: register as idle.
+/// The worker half of the sleep/wake handshake (`Sleep::go_idle`).
 fn go_idle(pool: &Pool, me: &Arc<WorkerShared>) {
-    let mut idle = pool.idle.lock();
-    me.woken.store(false, Relaxed);
-    idle.push(me.clone());
-    pool.nr_idle.fetch_add(1, SeqCst);
-    pool.nr_running.fetch_sub(1, SeqCst);
+    pool.sleep().go_idle(me.clone());
 }
 
-/// Parks until taken off the idle list. Returns false when the worker must
-/// exit (reaped by the idle timeout, or the pool is dying).
+/// Parks until taken off the idle list (`Sleep::wait_woken`). Returns false
+/// when the worker must exit (reaped by the idle timeout, or the pool is
+/// dying).
 fn wait_woken(pool: &Pool, me: &Arc<WorkerShared>, parker: &Parker) -> bool {
-    fence(SeqCst);
-    if !pool.worklist.is_empty() {
-        let mut idle = pool.idle.lock();
-        if me.woken.load(Acquire) {
-            return true;
-        }
-        if policy::need_more_worker(&pool.snapshot()) {
-            if let Some(pos) = idle.iter().position(|w| Arc::ptr_eq(w, me)) {
-                idle.remove(pos);
-                pool.nr_idle.fetch_sub(1, SeqCst);
-                pool.nr_running.fetch_add(1, SeqCst);
-                return true;
-            }
-        }
-    }
-    let mut timed_out = false;
-    loop {
-        if me.woken.load(Acquire) {
-            return true;
-        }
-        // The pool is torn down (`Pool::shutdown` sets `dying`, then unparks
-        // the idle list, so a worker that registered before it is woken and a
-        // worker that registers after it sees the flag here), or the idle
-        // timeout expired and the pool has too many idle workers: leave.
-        let dying = pool.is_dying() && pool.worklist.is_empty();
-        if dying || timed_out {
-            let mut idle = pool.idle.lock();
-            if me.woken.load(Acquire) {
-                return true;
-            }
-            // `park_timeout` may return early; that only makes the reaping
-            // check run sooner, and `too_many_workers` bounds what it removes.
-            if dying || policy::too_many_workers(&pool.snapshot()) {
-                if let Some(pos) = idle.iter().position(|w| Arc::ptr_eq(w, me)) {
-                    idle.remove(pos);
-                    pool.nr_idle.fetch_sub(1, SeqCst);
-                    pool.nr_workers.fetch_sub(1, SeqCst);
-                    return false;
-                }
-            }
-        }
-        parker.park_timeout(pool.cfg.idle_timeout);
-        timed_out = true;
-    }
+    pool.sleep().wait_woken(
+        me,
+        parker,
+        pool.cfg.idle_timeout,
+        || !pool.worklist.is_empty(),
+        || pool.is_dying(),
+    )
 }
 
 /// Drops a popped token whose instance was cancelled or superseded
