@@ -233,6 +233,9 @@ impl Pool {
 
     /// The submitter half of the sleep/wake handshake (`Sleep::kick`;
     /// `Fifo::push` ended with the SeqCst read-modify-write it needs).
+    /// Out of line, as the compiler placed it before the handshake moved to
+    /// `sleep.rs`: the build whose `spawn` throughput was measured against
+    /// the old code (BENCHMARKS.md, session 10).
     #[inline(never)]
     pub(crate) fn kick(self: &Arc<Self>) {
         if self.sleep().kick(|| self.has_work()) == Kick::CreateWorker {
