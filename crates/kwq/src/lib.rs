@@ -62,7 +62,7 @@
 //! itself, flushing a workqueue from one of its own items, flushing an item
 //! pending behind the caller on an ordered queue — panics with a message
 //! naming the item and queue, instead of hanging. A panicking work function
-//! is caught and reported ([`RuntimeBuilder::panic_handler`]); its worker
+//! is caught and reported ([`RuntimeBuilder::on_panic`]); its worker
 //! survives, and flush/cancel still return.
 //!
 //! # Glossary (kernel → kwq)
@@ -102,6 +102,8 @@
 pub(crate) mod sync;
 
 #[cfg(not(kwq_loom))]
+mod builder;
+#[cfg(not(kwq_loom))]
 mod current;
 #[cfg(not(kwq_loom))]
 mod delayed;
@@ -110,11 +112,21 @@ mod error;
 #[cfg(not(kwq_loom))]
 mod job;
 #[cfg(not(kwq_loom))]
-pub mod ordered;
+mod join;
 #[cfg(not(kwq_loom))]
+pub mod ordered;
+/// The pools' internals, public in 0.1.0 by mistake: their policy
+/// predicates belong to the `kwq-policy` crate. Hidden, kept for
+/// compatibility.
+#[cfg(not(kwq_loom))]
+#[doc(hidden)]
 pub mod pool;
 #[cfg(not(kwq_loom))]
+mod report;
+#[cfg(not(kwq_loom))]
 mod runtime;
+#[cfg(not(kwq_loom))]
+mod scope;
 #[cfg(not(kwq_loom))]
 mod task;
 #[cfg(not(kwq_loom))]
@@ -125,13 +137,26 @@ mod work;
 mod workqueue;
 
 #[cfg(not(kwq_loom))]
+pub use builder::RuntimeBuilder;
+#[cfg(not(kwq_loom))]
 pub use current::blocking;
 #[cfg(not(kwq_loom))]
 pub use delayed::DelayedWork;
 #[cfg(not(kwq_loom))]
-pub use error::{BuildError, QueueError, Rejected, SetMaxActiveError, Stragglers};
+pub use error::{
+    BuildError, BuildErrorKind, QueueError, SetMaxActiveError, ShutdownError, TryQueueFnError,
+};
 #[cfg(not(kwq_loom))]
-pub use runtime::{PanicReport, Runtime, RuntimeBuilder};
+#[allow(deprecated)]
+pub use error::{Rejected, Stragglers};
+#[cfg(not(kwq_loom))]
+pub use join::{JoinError, JoinHandle};
+#[cfg(not(kwq_loom))]
+pub use report::{PanicReport, Warning, WarningKind};
+#[cfg(not(kwq_loom))]
+pub use runtime::Runtime;
+#[cfg(not(kwq_loom))]
+pub use scope::{scope, Scope};
 #[cfg(not(kwq_loom))]
 pub use watchdog::LockupReport;
 #[cfg(not(kwq_loom))]

@@ -13,6 +13,7 @@
 //! The watchdog holds only a weak reference to its runtime and exits when
 //! the runtime goes away.
 
+use crate::report::{Warning, WarningKind};
 use crate::runtime::{Runtime, RuntimeInner};
 use crate::sync::atomic::Ordering::Relaxed;
 use crate::sync::{downgrade, thread, Arc, Weak};
@@ -60,8 +61,6 @@ impl std::fmt::Display for LockupReport {
     }
 }
 
-pub(crate) type LockupHandler = Arc<dyn Fn(&LockupReport) + Send + Sync + 'static>;
-
 struct PoolWatch {
     progress: u64,
     since: Instant,
@@ -76,7 +75,10 @@ pub(crate) fn start(rt: &Arc<RuntimeInner>, thresh: Duration) {
         .name(name)
         .spawn(move || run(weak, thresh));
     if let Err(e) = spawned {
-        eprintln!("kwq: could not start the lockup watchdog: {e}");
+        rt.cfg.warn(Warning::new(
+            WarningKind::ThreadSpawnFailed,
+            format!("could not start the lockup watchdog: {e}"),
+        ));
     }
 }
 

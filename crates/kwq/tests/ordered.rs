@@ -626,7 +626,7 @@ fn ordered_map_dropped_early_drops_inputs_even_if_one_panics() {
     let wp = worker_panics.clone();
     let rt = kwq::Runtime::builder()
         .concurrency(2)
-        .panic_handler(move |_| {
+        .on_panic(move |_| {
             wp.fetch_add(1, SeqCst);
         })
         .build()

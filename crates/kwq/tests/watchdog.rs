@@ -10,7 +10,7 @@ fn reports_a_pool_stalled_by_unannotated_blocking() {
     let rt = kwq::Runtime::builder()
         .concurrency(1)
         .watchdog(Some(Duration::from_millis(200)))
-        .lockup_handler(move |r| {
+        .on_lockup(move |r| {
             let _ = tx.send(r.clone());
         })
         .build()
@@ -62,7 +62,7 @@ fn a_busy_pool_that_makes_progress_is_not_reported() {
     let rt = kwq::Runtime::builder()
         .concurrency(1)
         .watchdog(Some(Duration::from_millis(100)))
-        .lockup_handler(move |_| {
+        .on_lockup(move |_| {
             r.fetch_add(1, SeqCst);
         })
         .build()

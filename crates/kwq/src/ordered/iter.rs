@@ -31,10 +31,10 @@
 
 use super::cost::{Cost, TARGET_BATCH_NS};
 use super::crew::{Crew, Stages, MAX_RUNNERS};
-use super::error::BuildError;
 use super::ring::Ring;
 use crate::sync::atomic::{AtomicBool, Ordering::*};
 use crate::sync::Arc;
+use crate::BuildError;
 use crate::{Runtime, Workqueue};
 use std::any::Any;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -183,7 +183,7 @@ impl OrderedMapBuilder {
             .max_active
             .unwrap_or_else(|| rt.concurrency().min(MAX_RUNNERS));
         if !(1..=MAX_RUNNERS).contains(&limit) {
-            return Err(BuildError::max_active(limit));
+            return Err(BuildError::runners_max_active(limit));
         }
         if self.max_in_flight < MAP_SLOTS {
             return Err(BuildError::map_in_flight(self.max_in_flight, MAP_SLOTS));
@@ -296,6 +296,7 @@ impl<I: Iterator> OrderedIterExt for I {}
 ///
 /// Dropping it early stops mapping the batches not yet started and waits
 /// for the running ones.
+#[must_use = "iterators are lazy and do nothing unless consumed"]
 pub struct OrderedMap<I, Fun, U>
 where
     I: Iterator,

@@ -308,7 +308,10 @@ impl AbortOnUnwind {
 impl Drop for AbortOnUnwind {
     fn drop(&mut self) {
         if crate::sync::thread::panicking() && !self.was_panicking {
-            eprintln!("kwq bug: an ordered drain unwound; the sequence cannot continue");
+            tracing::error!(
+                target: "kwq",
+                "kwq bug: an ordered drain unwound; the sequence cannot continue"
+            );
             std::process::abort();
         }
     }

@@ -150,7 +150,7 @@ impl Reports {
         let rt = kwq::Runtime::builder()
             .concurrency(concurrency)
             .thread_name("kwq-test")
-            .panic_handler(move |p: &kwq::PanicReport| {
+            .on_panic(move |p: kwq::PanicReport| {
                 r.0.lock().unwrap().push(Report {
                     work: p.work().to_string(),
                     workqueue: p.workqueue().to_string(),
