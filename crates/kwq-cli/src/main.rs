@@ -9,6 +9,7 @@
 //! a normal way to stop and exits 0.
 #![forbid(unsafe_code)]
 
+mod args;
 mod demo;
 mod model;
 

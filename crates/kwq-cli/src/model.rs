@@ -13,17 +13,15 @@
 //! scenarios come from kwq-model's own `ALL` tables, so a version added
 //! there is accepted here without a change. Arguments become a validated
 //! `kwq_model::Setup` + `kwq_model::Config` before anything runs.
+use crate::args::{count, new_file};
 use crate::UsageError;
 use anyhow::{bail, Context as _};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use clap::error::ErrorKind;
 use clap::{Args, Subcommand, ValueEnum};
 use kwq_model::explore::{check, Bfs, Dfs, RandomWalk, Strategy};
 use kwq_model::setup::{MAX_ITEMS, MAX_WORKERS};
 use kwq_model::{matrix, report, AllocPolicy, Config, Granularity, Scenario, Trace, Version};
-use std::ffi::OsStr;
 use std::io::Write as _;
-use std::marker::PhantomData;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -206,79 +204,6 @@ fn code_parser() -> impl TypedValueParser<Value = Version> {
 fn scenario_parser() -> impl TypedValueParser<Value = Scenario> {
     PossibleValuesParser::new(Scenario::ALL.map(Scenario::as_str))
         .try_map(|s| s.parse::<Scenario>())
-}
-
-/// A whole number in `lo..=hi` of the field's type; `_` may group digits
-/// (`4_000_000`). A bad value read from the argument's environment variable
-/// says so, since the command line may not mention that argument at all.
-fn count<T>(lo: u64, hi: u64) -> Count<T> {
-    Count {
-        lo,
-        hi,
-        ty: PhantomData,
-    }
-}
-
-/// The value parser [`count`] returns.
-#[derive(Debug)]
-struct Count<T> {
-    lo: u64,
-    hi: u64,
-    ty: PhantomData<fn() -> T>,
-}
-
-impl<T> Clone for Count<T> {
-    fn clone(&self) -> Self {
-        count(self.lo, self.hi)
-    }
-}
-
-impl<T: TryFrom<u64> + Clone + Send + Sync + 'static> TypedValueParser for Count<T> {
-    type Value = T;
-
-    fn parse_ref(
-        &self,
-        cmd: &clap::Command,
-        arg: Option<&clap::Arg>,
-        value: &OsStr,
-    ) -> Result<T, clap::Error> {
-        let text = value.to_string_lossy();
-        let checked = text
-            .trim()
-            .replace('_', "")
-            .parse::<u64>()
-            .map_err(|_| "not a whole number".to_string())
-            .and_then(|n| {
-                if (self.lo..=self.hi).contains(&n) {
-                    T::try_from(n).map_err(|_| format!("{n} does not fit this platform"))
-                } else {
-                    Err(format!("{n} is not in {}..={}", self.lo, self.hi))
-                }
-            });
-        checked.map_err(|why| {
-            let name = arg.map_or_else(|| "...".to_string(), ToString::to_string);
-            let source = arg
-                .and_then(clap::Arg::get_env)
-                .filter(|var| std::env::var_os(var).as_deref() == Some(value))
-                .map(|var| format!(" (from {})", var.to_string_lossy()))
-                .unwrap_or_default();
-            cmd.clone().error(
-                ErrorKind::ValueValidation,
-                format!("invalid value '{text}' for '{name}'{source}: {why}"),
-            )
-        })
-    }
-}
-
-fn new_file(s: &str) -> Result<PathBuf, String> {
-    let p = PathBuf::from(s);
-    if s.is_empty() {
-        return Err("an empty path".into());
-    }
-    if p.symlink_metadata().is_ok() {
-        return Err(format!("{s} already exists (refusing to overwrite it)"));
-    }
-    Ok(p)
 }
 
 fn parse_trace(s: &str) -> Result<Trace, String> {

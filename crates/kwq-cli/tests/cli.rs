@@ -180,3 +180,9 @@ fn reports_have_no_zero_placeholders() {
         assert!(!out.contains(" 0 states/s"), "{out}");
     }
 }
+
+#[test]
+fn demo_refuses_a_requeue_count_too_small_to_check_anything() {
+    let o = kwq(&["demo", "--requeues", "4"], &[]);
+    assert_usage_error(&o, "4 is not in 100..=100000000");
+}
