@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Requeues in the non-reentrancy section.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = crate::args::count::<usize>(100, 100_000_000))]
     requeues: usize,
 }
 
