@@ -181,6 +181,10 @@ impl std::fmt::Debug for Runtime {
 
 impl Runtime {
     /// Starts building a runtime; the same as [`RuntimeBuilder::new`].
+    #[deprecated(
+        since = "0.1.1",
+        note = "use `RuntimeBuilder::new()`: one way to get a builder"
+    )]
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder::new()
     }
