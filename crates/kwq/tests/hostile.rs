@@ -79,7 +79,6 @@ fn fresh_job_runs(q: &Workqueue) -> bool {
 }
 
 #[test]
-#[ignore = "fails until the worker contains drops of user values"]
 fn a_work_closure_whose_destructor_panics_leaves_its_worker_serving() {
     let (rt, seen) = rt1("h-wdrop");
     let q = wq(&rt, "q");
@@ -100,7 +99,6 @@ fn a_work_closure_whose_destructor_panics_leaves_its_worker_serving() {
 }
 
 #[test]
-#[ignore = "fails until the worker contains drops of user values"]
 fn a_cancelled_work_whose_destructor_panics_is_still_retired() {
     let (rt, seen) = rt1("h-wcancel");
     let q = wq(&rt, "q");
@@ -127,7 +125,6 @@ fn a_cancelled_work_whose_destructor_panics_is_still_retired() {
 }
 
 #[test]
-#[ignore = "fails until contained drops report through on_warning"]
 fn panic_payloads_whose_destructors_panic_are_contained() {
     let (rt, seen) = rt1("h-payload");
     let q = wq(&rt, "q");
@@ -237,7 +234,6 @@ fn any_delay_is_accepted_even_duration_max() {
 /// run and every user handle is gone, so the worker's drop of the closure
 /// tears the queue down while an item of `owned` waits on the same pool.
 #[test]
-#[ignore = "fails until a worker dropping user values counts as blocked"]
 fn a_workqueue_torn_down_by_an_items_destructor_drains_without_hanging_the_pool() {
     let (rt, seen) = rt1("h-wqdrop");
     let host = wq(&rt, "host");
@@ -267,7 +263,6 @@ fn a_workqueue_torn_down_by_an_items_destructor_drains_without_hanging_the_pool(
 }
 
 #[test]
-#[ignore = "fails until a worker dropping user values counts as blocked"]
 fn an_ordered_workqueue_torn_down_by_an_items_destructor_does_not_hang_the_pool() {
     let (rt, _seen) = rt1("h-oqdrop");
     let host = wq(&rt, "host");
