@@ -174,7 +174,6 @@ fn timer_still_fires(q: &Workqueue) -> bool {
 }
 
 #[test]
-#[ignore = "fails until the timer contains drops of user values"]
 fn the_timer_survives_dropping_a_cancelled_delayed_work_that_panics() {
     let (rt, seen) = rt1("h-timer");
     let q = wq(&rt, "q");
@@ -193,7 +192,6 @@ fn the_timer_survives_dropping_a_cancelled_delayed_work_that_panics() {
 }
 
 #[test]
-#[ignore = "fails until the timer contains drops of user values"]
 fn the_timer_survives_dropping_a_rearmed_delayed_work_that_panics() {
     let (rt, seen) = rt1("h-rearm");
     let q = wq(&rt, "q");
@@ -215,7 +213,6 @@ fn the_timer_survives_dropping_a_rearmed_delayed_work_that_panics() {
 }
 
 #[test]
-#[ignore = "fails until delays saturate"]
 fn any_delay_is_accepted_even_duration_max() {
     let (rt, _seen) = rt1("h-dmax");
     let q = wq(&rt, "q");
@@ -351,7 +348,6 @@ fn threads_named(prefix: &str) -> usize {
 }
 
 #[test]
-#[ignore = "fails until timer entries hold their workqueue weakly"]
 fn a_far_future_delayed_work_does_not_keep_a_dropped_runtime_alive() {
     if !std::path::Path::new("/proc/self/task").exists() {
         assert!(
