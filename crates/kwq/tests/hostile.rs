@@ -290,7 +290,6 @@ fn an_ordered_workqueue_torn_down_by_an_items_destructor_does_not_hang_the_pool(
 }
 
 #[test]
-#[ignore = "fails until map batches keep results before a panic"]
 fn for_each_ordered_sinks_every_earlier_result_before_re_raising() {
     const K: u64 = 5_000;
     let sunk = Arc::new(AtomicUsize::new(0));
@@ -317,7 +316,6 @@ fn for_each_ordered_sinks_every_earlier_result_before_re_raising() {
 }
 
 #[test]
-#[ignore = "fails until map batches keep results before a panic"]
 fn ordered_map_yields_every_earlier_result_before_re_raising() {
     const K: u64 = 3_333;
     let got = within(30, "ordered_map", || {

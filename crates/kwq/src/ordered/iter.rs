@@ -26,8 +26,11 @@
 //! they spread over every runner).
 //!
 //! *Panics* in `f` are caught on the worker and re-raised on the calling
-//! thread when the iterator reaches that batch; the items before it were
-//! all yielded.
+//! thread when the iterator reaches the item that panicked: every item
+//! before it — in earlier batches and in its own — is yielded first. The
+//! inputs of that batch after the panicking one are dropped unmapped (a
+//! panic of their destructors is contained and reported through
+//! `tracing`).
 
 use super::cost::{Cost, TARGET_BATCH_NS};
 use super::crew::{Crew, Stages, MAX_RUNNERS};
@@ -46,7 +49,9 @@ pub const DEFAULT_MAP_IN_FLIGHT: usize = 1 << 14;
 /// Ring slots of a map (each one batch).
 const MAP_SLOTS: usize = 16;
 
-type Outcome<U> = Result<Vec<U>, Box<dyn Any + Send + 'static>>;
+/// A mapped batch: the outputs of its inputs up to the first panic of `f`,
+/// and that panic.
+type Outcome<U> = (Vec<U>, Option<Box<dyn Any + Send + 'static>>);
 
 pub(crate) struct MapStages<X, U, Fun> {
     f: Fun,
@@ -82,17 +87,25 @@ where
             // `catch_unwind` too — a stage must not unwind (a panicking
             // input destructor would otherwise escape between the ring's
             // `take_job` and `complete`).
-            return catch_unwind(AssertUnwindSafe(move || {
-                drop(job);
-                Vec::new()
-            }));
+            let r = catch_unwind(AssertUnwindSafe(move || drop(job)));
+            return (Vec::new(), r.err());
         }
         let n = job.len() as u64;
         let start = Instant::now();
-        let out = catch_unwind(AssertUnwindSafe(|| job.into_iter().map(&self.f).collect()));
+        // Outputs are kept as they come, outside `catch_unwind`: a panic at
+        // item k leaves the outputs of 0..k for the consumer.
+        let mut out = Vec::with_capacity(job.len());
+        let mut inputs = job.into_iter();
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            for x in &mut inputs {
+                out.push((self.f)(x));
+            }
+        }));
+        // Unmapped inputs after a panic: user values, dropped contained.
+        crate::report::drop_contained(inputs, "an ordered_map input");
         let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.cost.record(n, ns);
-        out
+        (out, r.err())
     }
 
     fn after_batch(&self, crew: &Crew<Self>) {
@@ -215,6 +228,7 @@ impl OrderedMapBuilder {
             pushed: 0,
             popped: 0,
             current: Vec::new().into_iter(),
+            panicked: None,
             crew,
         })
     }
@@ -311,6 +325,9 @@ where
     pushed: u64,
     popped: u64,
     current: std::vec::IntoIter<U>,
+    /// A panic of `f` to re-raise once `current` (the outputs of the items
+    /// before it) has been yielded.
+    panicked: Option<Box<dyn Any + Send + 'static>>,
     crew: Arc<Crew<MapStages<I::Item, U, Fun>>>,
 }
 
@@ -375,6 +392,9 @@ where
     /// pulling input, mapping and waiting as needed. False at the end.
     /// Re-raises a panic of `f` from that batch.
     fn refill(&mut self) -> bool {
+        if let Some(p) = self.panicked.take() {
+            resume_unwind(p);
+        }
         loop {
             self.fill();
             if self.popped == self.pushed {
@@ -383,10 +403,9 @@ where
             }
             if let Some(out) = self.crew.ring.pop_done() {
                 self.popped += 1;
-                match out {
-                    Ok(v) => self.current = v.into_iter(),
-                    Err(p) => resume_unwind(p),
-                }
+                let (v, panicked) = out;
+                self.current = v.into_iter();
+                self.panicked = panicked;
                 return true;
             }
             // Map one unclaimed batch on this thread, exactly as a runner
