@@ -406,7 +406,6 @@ fn a_timer_firing_during_drain_drops_the_instance_with_a_warning() {
 }
 
 #[test]
-#[ignore = "fails until the uncalled ordered closure's destructor panic is reported"]
 fn a_panicking_destructor_of_an_uncalled_ordered_closure_is_reported() {
     let (rt, seen) = rt1("h-oqfree");
     let oq: BoxedOrderedWorkqueue<u32> = OrderedWorkqueue::builder("free")
