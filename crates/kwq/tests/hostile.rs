@@ -426,3 +426,37 @@ fn a_panicking_destructor_of_an_uncalled_ordered_closure_is_reported() {
     assert!(e.contains("func panics"), "{e}");
     assert_eq!(seen.count(WarningKind::DropPanicked), 1);
 }
+
+/// Counts drops.
+struct Counted(Arc<AtomicUsize>);
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+#[test]
+#[ignore = "fails until the timer prunes stale entries"]
+fn cancelled_far_future_delayed_items_are_freed_before_their_deadline() {
+    let (rt, _seen) = rt1("h-prune");
+    let q = wq(&rt, "q");
+    let freed = Arc::new(AtomicUsize::new(0));
+    const N: usize = 20_000;
+    for i in 0..N {
+        let c = Counted(freed.clone());
+        let d = DelayedWork::new("far", move || {
+            let _ = &c;
+        });
+        assert!(q.queue_delayed(&d, Duration::from_secs(3600 + i as u64)));
+        assert!(d.cancel());
+    }
+    // The timer's heap must not keep every cancelled item (and whatever
+    // its closure owns) for an hour: its memory would grow with every
+    // cancelled arm, however few items are live.
+    assert!(
+        common::eventually(5, || freed.load(SeqCst) >= N / 2),
+        "only {} of {N} cancelled items freed",
+        freed.load(SeqCst)
+    );
+    assert!(timer_still_fires(&q));
+}
