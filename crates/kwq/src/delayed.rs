@@ -16,9 +16,14 @@
 //! `mod_delayed` replaces the pending instance with a new `seq`, which makes
 //! every older token — on the heap, on a worklist, or parked — stale.
 //!
-//! Superseded entries stay on the heap until their deadline (holding a
-//! reference to the item); a program that re-arms one item millions of
-//! times within one delay pays that memory.
+//! Superseded and cancelled entries stay on the heap (holding a reference
+//! to the item, and so its closure) until their deadline or until the heap
+//! is next pruned: whenever arming finds the heap at twice the size it had
+//! after the last pruning (and at least [`PRUNE_MIN`] entries), it drops
+//! every entry whose `seq` no longer matches its item's slot. Lock order:
+//! heap, then slot (nobody takes the heap lock while holding a slot lock).
+//! Memory stays proportional to the armed instances, at an amortised O(1)
+//! per arm.
 //!
 //! # User code on the timer thread
 //!
@@ -36,7 +41,7 @@
 use crate::error::QueueError;
 use crate::report::{Hooks, Warning, WarningKind};
 use crate::runtime::Config;
-use crate::sync::atomic::{AtomicU64, Ordering::*};
+use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
 use crate::sync::{downgrade, Arc, Condvar, Mutex, Weak};
 use crate::work::state::TransitionToPending;
 use crate::work::{Work, WorkInner};
@@ -215,6 +220,19 @@ struct Timer {
     heap: Mutex<BinaryHeap<Reverse<Entry>>>,
     cv: Condvar,
     order: AtomicU64,
+    /// Heap size at which the next arm prunes stale entries (written under
+    /// the heap lock).
+    prune_at: AtomicUsize,
+}
+
+/// The heap is never pruned below this size.
+const PRUNE_MIN: usize = 1024;
+
+impl Entry {
+    /// Is this entry's instance still the one armed on its item?
+    fn is_armed(&self) -> bool {
+        matches!(&self.item.slot.lock().timer, Some((seq, _)) if *seq == self.seq)
+    }
 }
 
 static TIMER: crate::sync::OnceLock<Arc<Timer>> = crate::sync::OnceLock::new();
@@ -225,6 +243,7 @@ fn timer() -> &'static Arc<Timer> {
             heap: Mutex::new(BinaryHeap::new()),
             cv: Condvar::new(),
             order: AtomicU64::new(0),
+            prune_at: AtomicUsize::new(PRUNE_MIN),
         });
         let t2 = t.clone();
         crate::sync::thread::Builder::new()
@@ -247,9 +266,26 @@ impl Timer {
             seq,
             cfg: downgrade(&wq.pool.cfg),
         }));
+        let stale = if heap.len() >= self.prune_at.load(Relaxed) {
+            let (live, stale): (Vec<_>, Vec<_>) = std::mem::take(&mut *heap)
+                .into_vec()
+                .into_iter()
+                .partition(|Reverse(e)| e.is_armed());
+            *heap = BinaryHeap::from(live);
+            self.prune_at
+                .store((heap.len() * 2).max(PRUNE_MIN), Relaxed);
+            stale
+        } else {
+            Vec::new()
+        };
         drop(heap);
         if earliest {
             self.cv.notify_one();
+        }
+        // Outside the heap lock: a stale entry may hold an item's last
+        // reference, and its closure's destructor is user code.
+        for Reverse(e) in stale {
+            drop_entry(e);
         }
     }
 
@@ -282,7 +318,6 @@ impl Timer {
 /// so that no other delayed item in the process stops firing.
 fn fire_contained(e: Entry) {
     let hooks = e.cfg.upgrade().map(|cfg| cfg.hooks.clone());
-    let what = "a delayed work item (dropped on the timer thread)";
     if let Err(p) = catch_unwind(AssertUnwindSafe(|| fire(&e, hooks.as_ref()))) {
         crate::report::trace_warning(&Warning::new(
             WarningKind::DropPanicked,
@@ -294,6 +329,17 @@ fn fire_contained(e: Entry) {
         ));
         crate::report::drop_contained(p, "a panic payload");
     }
+    drop_entry(e);
+    // The runtime's hooks may own user data too (the last reference to the
+    // runtime's configuration, if it was dropped meanwhile).
+    crate::report::drop_contained(hooks, "a runtime's hooks");
+}
+
+/// Drops a heap entry (possibly the item's last reference) contained,
+/// reporting to the runtime it was armed on while that exists.
+fn drop_entry(e: Entry) {
+    let hooks = e.cfg.upgrade().map(|cfg| cfg.hooks.clone());
+    let what = "a delayed work item (dropped by the timer)";
     match &hooks {
         Some(h) => h.drop_contained(e, what),
         None => crate::report::drop_contained(e, what),

@@ -436,7 +436,6 @@ impl Drop for Counted {
 }
 
 #[test]
-#[ignore = "fails until the timer prunes stale entries"]
 fn cancelled_far_future_delayed_items_are_freed_before_their_deadline() {
     let (rt, _seen) = rt1("h-prune");
     let q = wq(&rt, "q");
