@@ -459,3 +459,159 @@ fn cancelled_far_future_delayed_items_are_freed_before_their_deadline() {
     );
     assert!(timer_still_fires(&q));
 }
+
+#[test]
+fn a_detached_spawn_whose_result_panics_on_drop_is_reported_as_its_panic() {
+    let (rt, _seen) = rt1("h-spawn");
+    let panics = Arc::new(AtomicUsize::new(0));
+    let p = panics.clone();
+    let rt2 = Runtime::builder()
+        .concurrency(1)
+        .watchdog(None)
+        .thread_name("h-spawn2")
+        .on_panic(move |_| {
+            p.fetch_add(1, SeqCst);
+        })
+        .build()
+        .unwrap();
+    drop(rt);
+    let q = wq(&rt2, "q");
+    drop(q.spawn(|| PanicOnDrop("detached result")));
+    let q = within(
+        10,
+        "flush after a detached result's panicking drop",
+        move || {
+            q.flush();
+            q
+        },
+    );
+    assert_eq!(panics.load(SeqCst), 1);
+    assert!(fresh_job_runs(&q), "the pool stopped serving");
+}
+
+#[test]
+fn panicking_thread_and_warning_hooks_stop_nothing() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (c1, c2, c3) = (calls.clone(), calls.clone(), calls.clone());
+    let rt = Runtime::builder()
+        .concurrency(1)
+        .watchdog(None)
+        .thread_name("h-hooks")
+        .idle_timeout(Duration::from_millis(20))
+        .on_thread_start(move || {
+            c1.fetch_add(1, SeqCst);
+            panic!("hostile start hook");
+        })
+        .on_thread_stop(move || {
+            c2.fetch_add(1, SeqCst);
+            panic!("hostile stop hook");
+        })
+        .on_warning(move |_| {
+            c3.fetch_add(1, SeqCst);
+            panic!("hostile warning hook");
+        })
+        .build()
+        .unwrap();
+    let q = wq(&rt, "q");
+    // Workers come and go (blocking items force new ones; the short idle
+    // timeout reaps them), and a warning is raised from a worker.
+    for _ in 0..3 {
+        let (tx, rx) = mpsc::channel();
+        for _ in 0..3 {
+            let tx = tx.clone();
+            q.queue_fn(move || {
+                kwq::blocking(|| std::thread::sleep(Duration::from_millis(5)));
+                tx.send(()).unwrap();
+            });
+        }
+        for _ in 0..3 {
+            rx.recv_timeout(Duration::from_secs(10))
+                .expect("pool stalled");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let w = Work::new("bomb", {
+        let b = PanicOnDrop("reported to a panicking hook");
+        move || {
+            let _ = &b;
+        }
+    });
+    q.queue(&w);
+    drop(w);
+    let q = within(10, "flush", move || {
+        q.flush();
+        q
+    });
+    assert!(fresh_job_runs(&q), "the pool stopped serving");
+    assert!(calls.load(SeqCst) >= 3, "hooks were not called");
+}
+
+#[test]
+fn a_panicking_lockup_hook_does_not_stop_the_watchdog() {
+    let lockups = Arc::new(AtomicUsize::new(0));
+    let l = lockups.clone();
+    let rt = Runtime::builder()
+        .concurrency(1)
+        .thread_name("h-lockup")
+        .watchdog(Some(Duration::from_millis(40)))
+        .on_lockup(move |_| {
+            l.fetch_add(1, SeqCst);
+            panic!("hostile lockup hook");
+        })
+        .build()
+        .unwrap();
+    let q = wq(&rt, "q");
+    for round in 1..=2 {
+        // Unannotated blocking with another item waiting: a lockup.
+        q.queue_fn(|| std::thread::sleep(Duration::from_millis(400)));
+        q.queue_fn(|| {});
+        assert!(
+            common::eventually(10, || lockups.load(SeqCst) >= round),
+            "lockup {round} not reported"
+        );
+        let q2 = &q;
+        q2.flush();
+    }
+}
+
+#[test]
+fn a_panicking_input_iterator_propagates_from_next_and_drops_cleanly() {
+    // Decided: the input is pulled (ahead) on the consuming thread, so its
+    // panic comes out of `next()` at once; dropping the map afterwards
+    // waits for the batches in flight and returns.
+    let r = within(30, "ordered_map over a panicking input", || {
+        catch_unwind(AssertUnwindSafe(|| {
+            let input = (0..10_000u64).inspect(|&x| assert!(x != 777, "hostile input"));
+            ordered_map(input, |x| x * 2).count()
+        }))
+    });
+    assert!(r.is_err());
+}
+
+#[test]
+#[ignore = "fails until ordered_map bounds the time spent pulling input"]
+fn a_slow_input_does_not_hold_back_ready_results() {
+    // A slow input (10 ms per item) and a cheap `f`: each output must come
+    // out soon after its input was produced, not once the read-ahead
+    // window (or a batch sized for the cheap `f`) has been filled.
+    const N: usize = 40;
+    let lags = within(60, "ordered_map over a slow input", || {
+        let produced = Arc::new(Mutex::new(Vec::new()));
+        let p = produced.clone();
+        let input = (0..N).inspect(move |_| {
+            std::thread::sleep(Duration::from_millis(10));
+            p.lock().unwrap().push(std::time::Instant::now());
+        });
+        let mut lags = Vec::new();
+        for (k, y) in ordered_map(input, |x| x).enumerate() {
+            assert_eq!(y, k);
+            lags.push(produced.lock().unwrap()[k].elapsed());
+        }
+        lags
+    });
+    let worst = lags.iter().max().unwrap();
+    assert!(
+        *worst < Duration::from_millis(150),
+        "an output waited {worst:?} after its input (lags {lags:?})"
+    );
+}
