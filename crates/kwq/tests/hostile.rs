@@ -589,7 +589,6 @@ fn a_panicking_input_iterator_propagates_from_next_and_drops_cleanly() {
 }
 
 #[test]
-#[ignore = "fails until ordered_map bounds the time spent pulling input"]
 fn a_slow_input_does_not_hold_back_ready_results() {
     // A slow input (10 ms per item) and a cheap `f`: each output must come
     // out soon after its input was produced, not once the read-ahead

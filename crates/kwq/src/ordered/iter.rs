@@ -223,6 +223,7 @@ impl OrderedMapBuilder {
         Ok(OrderedMap {
             input: iter.into_iter(),
             exhausted: false,
+            slow_input: false,
             max_batch: self.max_in_flight / MAP_SLOTS,
             batch: 1,
             pushed: 0,
@@ -320,6 +321,8 @@ where
 {
     input: I,
     exhausted: bool,
+    /// The last batch took longer to pull than [`TARGET_BATCH_NS`].
+    slow_input: bool,
     max_batch: usize,
     batch: usize,
     pushed: u64,
@@ -367,16 +370,19 @@ where
         self.batch
     }
 
-    /// Pulls input batches into free slots.
+    /// Pulls input batches into free slots. With a slow input (the last
+    /// batch took longer to pull than a batch should take to map), stops
+    /// early once the head batch is mapped: a ready result goes out before
+    /// more input is read. A fast input fills every free slot first.
     fn fill(&mut self) {
         while !self.exhausted && self.crew.ring.has_room() {
+            if self.slow_input && self.popped < self.pushed && self.crew.ring.head_done() {
+                return;
+            }
             let n = self.next_batch_size();
-            let chunk: Vec<I::Item> = self.input.by_ref().take(n).collect();
-            if chunk.len() < n {
-                self.exhausted = true;
-                if chunk.is_empty() {
-                    return;
-                }
+            let chunk = self.pull(n);
+            if chunk.is_empty() {
+                return;
             }
             match self.crew.ring.try_push(chunk) {
                 Ok(seq) => {
@@ -386,6 +392,30 @@ where
                 Err(_) => unreachable!("single producer saw room"),
             }
         }
+    }
+
+    /// Pulls up to `n` inputs (setting `exhausted` at the end of the
+    /// input), but no longer than about [`TARGET_BATCH_NS`]: batches are
+    /// sized by the cost of `f`, and a slow input would otherwise take a
+    /// whole batch's worth of its own time before anything is mapped. The
+    /// clock is read after 1, 2, 4, ... items: a few reads per batch.
+    fn pull(&mut self, n: usize) -> Vec<I::Item> {
+        let mut chunk = Vec::with_capacity(n);
+        let budget = std::time::Duration::from_nanos(TARGET_BATCH_NS);
+        let start = Instant::now();
+        while chunk.len() < n {
+            let Some(x) = self.input.next() else {
+                self.exhausted = true;
+                break;
+            };
+            chunk.push(x);
+            let k = chunk.len();
+            if k.is_power_of_two() && start.elapsed() > budget {
+                break;
+            }
+        }
+        self.slow_input = start.elapsed() > budget;
+        chunk
     }
 
     /// With `current` used up: makes the next batch of outputs current,
