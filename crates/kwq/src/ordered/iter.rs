@@ -94,12 +94,12 @@ where
         let start = Instant::now();
         // Outputs are kept as they come, outside `catch_unwind`: a panic at
         // item k leaves the outputs of 0..k for the consumer.
+        // (`extend` from a trusted-length iterator writes in place and, if
+        // `f` unwinds, leaves the length at the outputs written so far.)
         let mut out = Vec::with_capacity(job.len());
         let mut inputs = job.into_iter();
         let r = catch_unwind(AssertUnwindSafe(|| {
-            for x in &mut inputs {
-                out.push((self.f)(x));
-            }
+            out.extend(inputs.by_ref().map(&self.f));
         }));
         // Unmapped inputs after a panic: user values, dropped contained.
         crate::report::drop_contained(inputs, "an ordered_map input");
@@ -398,21 +398,25 @@ where
     /// input), but no longer than about [`TARGET_BATCH_NS`]: batches are
     /// sized by the cost of `f`, and a slow input would otherwise take a
     /// whole batch's worth of its own time before anything is mapped. The
-    /// clock is read after 1, 2, 4, ... items: a few reads per batch.
+    /// input is taken in runs of 1, 1, 2, 4, ... items with a clock read
+    /// after each: a few reads per batch, and tight copies in between.
     fn pull(&mut self, n: usize) -> Vec<I::Item> {
         let mut chunk = Vec::with_capacity(n);
         let budget = std::time::Duration::from_nanos(TARGET_BATCH_NS);
         let start = Instant::now();
+        let mut run = 1;
         while chunk.len() < n {
-            let Some(x) = self.input.next() else {
+            let want = run.min(n - chunk.len());
+            let before = chunk.len();
+            chunk.extend(self.input.by_ref().take(want));
+            if chunk.len() - before < want {
                 self.exhausted = true;
                 break;
-            };
-            chunk.push(x);
-            let k = chunk.len();
-            if k.is_power_of_two() && start.elapsed() > budget {
+            }
+            if start.elapsed() > budget {
                 break;
             }
+            run = chunk.len();
         }
         self.slow_input = start.elapsed() > budget;
         chunk
