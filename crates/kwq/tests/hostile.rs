@@ -614,3 +614,62 @@ fn a_slow_input_does_not_hold_back_ready_results() {
         "an output waited {worst:?} after its input (lags {lags:?})"
     );
 }
+
+#[test]
+fn a_runtime_whose_hooks_panic_on_drop_is_torn_down_cleanly() {
+    // The runtime's configuration (and the user values its hooks own) is
+    // dropped by whoever lets go of it last: the program, an exiting
+    // worker, the watchdog or the timer. Which one is a race; wherever it
+    // happens, the value is dropped exactly once and no thread is left.
+    let drops = Arc::new(AtomicUsize::new(0));
+    struct Owned(Arc<AtomicUsize>);
+    impl Drop for Owned {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, SeqCst);
+            if !std::thread::panicking() {
+                panic!("hostile: hook capture destructor");
+            }
+        }
+    }
+    for round in 0..20 {
+        let owned = Owned(drops.clone());
+        let rt = Runtime::builder()
+            .concurrency(1)
+            .thread_name("h-rtdrop")
+            .watchdog(Some(Duration::from_millis(4)))
+            .idle_timeout(Duration::from_millis(5))
+            .on_panic(move |_| {
+                let _ = &owned;
+            })
+            .build()
+            .unwrap();
+        let q = wq(&rt, "q");
+        let d = DelayedWork::new("soon", || {});
+        q.queue_delayed(&d, Duration::from_millis(round % 3));
+        q.queue_fn(|| panic!("hostile: reported to the hook"));
+        // Dropping the queue from one of its own jobs leaves the last
+        // references to the runtime on kwq threads.
+        let slot = Arc::new(Mutex::new(Some(q)));
+        let s = slot.clone();
+        slot.lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .queue_fn(move || drop(s.lock().unwrap().take()));
+        drop(slot);
+        drop(rt);
+        drop(d);
+    }
+    assert!(
+        common::eventually(10, || drops.load(SeqCst) == 20),
+        "{} of 20 hook captures dropped",
+        drops.load(SeqCst)
+    );
+    if std::path::Path::new("/proc/self/task").exists() {
+        assert!(
+            common::eventually(10, || threads_named("h-rtdrop") == 0),
+            "{} threads left",
+            threads_named("h-rtdrop")
+        );
+    }
+}

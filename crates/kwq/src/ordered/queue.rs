@@ -756,7 +756,11 @@ where
             format!("ordered workqueue '{name}' dropped with an uncollected panic: {p}"),
         ));
         // The payload's destructor is user code.
-        crate::report::drop_contained(p, "an uncollected stage panic");
+        c.wq.inner
+            .pool
+            .cfg
+            .hooks
+            .drop_contained(p, "an uncollected stage panic");
     }
 }
 
