@@ -387,6 +387,11 @@ impl Workqueue {
 
     /// Like [`queue_delayed`](Workqueue::queue_delayed), reporting a
     /// refusing queue as an error.
+    ///
+    /// # Errors
+    ///
+    /// A [`QueueError`] if the workqueue is draining or destroyed; nothing
+    /// was queued.
     pub fn try_queue_delayed(&self, d: &DelayedWork, delay: Duration) -> Result<bool, QueueError> {
         self.inner.check_accepting()?;
         let item = &d.work.inner;

@@ -85,7 +85,7 @@
 //! | `WQ_HIGHPRI`, `WQ_UNBOUND`, `WQ_CPU_INTENSIVE` | [`WorkqueueBuilder::highpri`], [`unbound`](WorkqueueBuilder::unbound), [`cpu_intensive`](WorkqueueBuilder::cpu_intensive) |
 //! | `alloc_ordered_workqueue` | [`WorkqueueBuilder::ordered`] |
 //! | `wq_worker_sleeping` / `wq_worker_running` | [`blocking`] |
-//! | `system_wq`, `system_highpri_wq`, `system_unbound_wq`, `system_long_wq` | [`system`], [`system_highpri`], [`system_unbound`], [`system_long`] |
+//! | `system_wq`, `system_highpri_wq`, `system_unbound_wq`, `system_long_wq` | [`system`](fn@system), [`system_highpri`], [`system_unbound`], [`system_long`] |
 //! | `show_workqueue_state` | [`Runtime::dump`] |
 //! | `wq_watchdog` ("BUG: workqueue lockup") | [`RuntimeBuilder::watchdog`], [`LockupReport`] |
 //!
@@ -203,22 +203,23 @@ mod system {
         cell.get_or_init(f)
     }
 
+    /// Builds a system workqueue; their settings are constants, all valid.
+    fn known(b: crate::WorkqueueBuilder) -> Workqueue {
+        b.build()
+            .unwrap_or_else(|e| unreachable!("system workqueue settings rejected: {e}"))
+    }
+
     /// The default workqueue (kernel `system_wq`) on the global runtime's
     /// normal pool.
     pub fn system() -> &'static Workqueue {
         static Q: OnceLock<Workqueue> = OnceLock::new();
-        make(&Q, || Workqueue::builder("events").build().expect("valid"))
+        make(&Q, || known(Workqueue::builder("events")))
     }
 
     /// High-priority system workqueue (kernel `system_highpri_wq`).
     pub fn system_highpri() -> &'static Workqueue {
         static Q: OnceLock<Workqueue> = OnceLock::new();
-        make(&Q, || {
-            Workqueue::builder("events_highpri")
-                .highpri()
-                .build()
-                .expect("valid")
-        })
+        make(&Q, || known(Workqueue::builder("events_highpri").highpri()))
     }
 
     /// Unbound system workqueue (kernel `system_unbound_wq`): items get a
@@ -226,11 +227,11 @@ mod system {
     pub fn system_unbound() -> &'static Workqueue {
         static Q: OnceLock<Workqueue> = OnceLock::new();
         make(&Q, || {
-            Workqueue::builder("events_unbound")
-                .unbound()
-                .max_active(crate::pool::policy::MAX_ACTIVE)
-                .build()
-                .expect("valid")
+            known(
+                Workqueue::builder("events_unbound")
+                    .unbound()
+                    .max_active(crate::pool::policy::MAX_ACTIVE),
+            )
         })
     }
 
@@ -239,9 +240,7 @@ mod system {
     /// not wait for short items and vice versa.
     pub fn system_long() -> &'static Workqueue {
         static Q: OnceLock<Workqueue> = OnceLock::new();
-        make(&Q, || {
-            Workqueue::builder("events_long").build().expect("valid")
-        })
+        make(&Q, || known(Workqueue::builder("events_long")))
     }
 }
 

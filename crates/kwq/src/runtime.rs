@@ -4,7 +4,7 @@
 //!
 //! Most programs use the global runtime implicitly (every
 //! [`Workqueue::builder`](crate::Workqueue::builder) defaults to it, and so
-//! do [`system`](crate::system) and friends). A separate [`Runtime`] is
+//! do [`system`](fn@crate::system) and friends). A separate [`Runtime`] is
 //! useful to isolate tests or benchmarks, or to bound a subsystem's threads.
 //!
 //! An idle runtime never keeps a process from exiting: its workers are
@@ -133,7 +133,7 @@ impl RuntimeInner {
 /// attributes (normal, high priority, unbound, unbound high priority).
 ///
 /// Most programs use the global runtime ([`Runtime::global`]) implicitly:
-/// every builder defaults to it, and so do [`system`](crate::system) and
+/// every builder defaults to it, and so do [`system`](fn@crate::system) and
 /// friends. A separate runtime isolates a subsystem's threads, settings and
 /// hooks (tests, benchmarks, a library that must not share).
 ///
@@ -183,6 +183,10 @@ impl std::fmt::Debug for Runtime {
 
 impl Runtime {
     /// Starts building a runtime; the same as [`RuntimeBuilder::new`].
+    #[deprecated(
+        since = "0.1.1",
+        note = "use `RuntimeBuilder::new()`: one way to get a builder"
+    )]
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder::new()
     }

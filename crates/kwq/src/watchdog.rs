@@ -20,7 +20,24 @@ use crate::sync::{downgrade, thread, Arc, Weak};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// What the watchdog reports about a stalled pool.
+/// What the watchdog reports about a stalled pool, through
+/// [`RuntimeBuilder::on_lockup`](crate::RuntimeBuilder::on_lockup) and
+/// `tracing`.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let rt = kwq::RuntimeBuilder::new()
+///     .watchdog(Some(Duration::from_secs(10)))
+///     .on_lockup(|r| {
+///         // A pool whose workers all block without kwq::blocking, or that
+///         // hit its worker cap: the dump shows who holds it up.
+///         let _ = (r.pool(), r.stuck_for(), r.waiting(), r.dump());
+///     })
+///     .build()?;
+/// # drop(rt);
+/// # Ok::<(), kwq::BuildError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct LockupReport {
     pub(crate) pool: String,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 #[test]
 fn reports_a_pool_stalled_by_unannotated_blocking() {
     let (tx, rx) = mpsc::channel();
-    let rt = kwq::Runtime::builder()
+    let rt = kwq::RuntimeBuilder::new()
         .concurrency(1)
         .watchdog(Some(Duration::from_millis(200)))
         .on_lockup(move |r| {
@@ -59,7 +59,7 @@ fn reports_a_pool_stalled_by_unannotated_blocking() {
 fn a_busy_pool_that_makes_progress_is_not_reported() {
     let reports = Arc::new(AtomicUsize::new(0));
     let r = reports.clone();
-    let rt = kwq::Runtime::builder()
+    let rt = kwq::RuntimeBuilder::new()
         .concurrency(1)
         .watchdog(Some(Duration::from_millis(100)))
         .on_lockup(move |_| {

@@ -156,6 +156,19 @@ impl fmt::Display for StagePanicError {
 /// What [`flush`](super::OrderedWorkqueue::flush) reports: the panics
 /// caught since the previous flush, in the order they were caught. Every
 /// other item still ran all its stages.
+///
+/// ```
+/// use kwq::ordered::{BoxedOrderedWorkqueue, OrderedWorkqueue, Stage};
+///
+/// let q: BoxedOrderedWorkqueue<u32> = OrderedWorkqueue::builder("flaky").build()?;
+/// q.queue(Box::new(|| panic!("bad block")), Box::new(|_| {}));
+/// q.queue(Box::new(|| 2), Box::new(|_| {}));
+/// let err = q.flush().unwrap_err();
+/// assert_eq!(err.panics().len(), 1);
+/// assert_eq!(err.panics()[0].stage(), Stage::Func);
+/// assert_eq!(err.panics()[0].message(), "bad block");
+/// # Ok::<(), kwq::BuildError>(())
+/// ```
 #[derive(Debug)]
 #[must_use]
 pub struct FlushError {
@@ -179,12 +192,11 @@ impl FlushError {
 
     /// Re-raises the first panic on the calling thread.
     pub fn resume_unwind(self) -> ! {
-        let first = self
-            .panics
-            .into_iter()
-            .next()
-            .expect("FlushError is never empty");
-        std::panic::resume_unwind(first.into_panic())
+        match self.panics.into_iter().next() {
+            Some(first) => std::panic::resume_unwind(first.into_panic()),
+            // `flush` builds a `FlushError` only from at least one panic.
+            None => unreachable!("a FlushError holds at least one panic"),
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 //!   yield its outputs in order
 //! ```
 //!
-//! The same [`Ring`](super::ring::Ring) as the ordered queue, in *consumer*
+//! The same [`Ring`] as the ordered queue, in *consumer*
 //! mode: each slot holds a batch of inputs, then the batch of outputs; the
 //! calling thread is the only producer and the only consumer, so the
 //! ordered stage is simply "the caller's loop". While the head batch is not
@@ -180,6 +180,12 @@ impl OrderedMapBuilder {
 
     /// An iterator yielding `f(x)` for every `x` of `iter`, in input order,
     /// with `f` running in parallel.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] if `max_active` is outside 1 ..= 64 or
+    /// `max_in_flight` is too small for the ring, or if the ring cannot be
+    /// allocated.
     pub fn map<I, Fun, U>(
         self,
         iter: I,
@@ -237,6 +243,10 @@ impl OrderedMapBuilder {
     /// Runs `f` over `iter` in parallel and calls `sink` with the results
     /// on the calling thread, in input order.
     ///
+    /// # Errors
+    ///
+    /// A [`BuildError`], as [`map`](Self::map); then nothing ran.
+    ///
     /// # Panics
     ///
     /// Re-raises a panic of `f` (after sinking every earlier result) or of
@@ -268,9 +278,11 @@ where
     U: Send + 'static,
     Fun: Fn(I::Item) -> U + Send + Sync + 'static,
 {
-    OrderedMapBuilder::new()
-        .map(iter, f)
-        .expect("default settings are valid")
+    match OrderedMapBuilder::new().map(iter, f) {
+        Ok(m) => m,
+        // The default settings are valid; the ring is a fixed, small size.
+        Err(e) => unreachable!("default ordered-map settings rejected: {e}"),
+    }
 }
 
 /// [`OrderedMapBuilder::for_each`] with the defaults.

@@ -152,6 +152,19 @@ where
 }
 
 /// Builds an [`OrderedWorkqueue`] (Btrfs `btrfs_alloc_workqueue`).
+///
+/// ```
+/// use kwq::ordered::{BoxedOrderedWorkqueue, OrderedWorkqueue};
+///
+/// let q: BoxedOrderedWorkqueue<Vec<u8>> = OrderedWorkqueue::builder("compress")
+///     .max_active(2)        // at most two parallel stages at once
+///     .max_in_flight(256)   // bounded memory: items between queue and release
+///     .highpri()            // a second, high-priority sub-queue
+///     .build()?;
+/// q.queue(Box::new(|| vec![1, 2, 3]), Box::new(|v| assert_eq!(v.len(), 3)));
+/// q.flush().expect("no stage panicked");
+/// # Ok::<(), kwq::BuildError>(())
+/// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct OrderedWorkqueueBuilder {
@@ -236,6 +249,12 @@ impl OrderedWorkqueueBuilder {
 
     /// Creates the queue. Its types are inferred from the first `queue`
     /// call; see [`OrderedWorkqueue`] for queueing different closures.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] if `max_active` is outside 1 ..= 64,
+    /// `max_in_flight` outside 1 ..= 2^32, `thresh` not below
+    /// `max_in_flight`, or the ring cannot be allocated.
     pub fn build<T, F, O>(self) -> Result<OrderedWorkqueue<T, F, O>, BuildError>
     where
         T: Send + 'static,
@@ -462,11 +481,20 @@ where
     }
 
     /// Queues an item if there is room, else hands both closures back.
+    ///
+    /// # Errors
+    ///
+    /// A [`TryQueueError`] holding both closures if `max_in_flight` items
+    /// are already in flight.
     pub fn try_queue(&self, func: F, ordered: O) -> Result<(), TryQueueError<F, O>> {
         try_push(&self.normal, func, ordered)
     }
 
     /// [`try_queue`](Self::try_queue) on the high-priority sub-queue.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_queue`](Self::try_queue).
     pub fn try_queue_high(&self, func: F, ordered: O) -> Result<(), TryQueueError<F, O>> {
         try_push(self.high.as_ref().unwrap_or(&self.normal), func, ordered)
     }
@@ -480,6 +508,11 @@ where
     /// (or the queue is dropped and reports them as warnings): a queue whose stages keep
     /// panicking and that is never flushed holds them all, beyond
     /// `max_in_flight`.
+    ///
+    /// # Errors
+    ///
+    /// A [`FlushError`] holding every stage panic caught since the last
+    /// flush (the sequence itself went on).
     ///
     /// # Panics
     ///

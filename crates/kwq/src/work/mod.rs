@@ -1,7 +1,7 @@
 //! Persistent work items.
 //!
 //! A [`Work`] is a named, re-queueable closure. Cloning the handle gives the
-//! *same* item. The item is queued with [`Workqueue::queue`]; it runs once
+//! *same* item. The item is queued with [`Workqueue::queue`](crate::Workqueue::queue); it runs once
 //! per successful queueing, never concurrently with itself, and may be
 //! queued again while it runs (it then runs once more, afterwards).
 //!

@@ -223,7 +223,25 @@ impl WqInner {
 /// Built with [`Workqueue::builder`]. Items are queued with
 /// [`queue`](Workqueue::queue) (persistent [`Work`] items),
 /// [`queue_fn`](Workqueue::queue_fn) (one-shot closures) and
-/// [`queue_delayed`](Workqueue::queue_delayed).
+/// [`queue_delayed`](Workqueue::queue_delayed); results come back through
+/// [`spawn`](Workqueue::spawn).
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+///
+/// let wq = kwq::Workqueue::builder("checksums").max_active(8).build()?;
+/// let total = Arc::new(AtomicU64::new(0));
+/// for block in 0..64u64 {
+///     let t = total.clone();
+///     wq.queue_fn(move || {
+///         t.fetch_add(block, Ordering::Relaxed);
+///     });
+/// }
+/// wq.flush(); // everything queued above has run
+/// assert_eq!(total.load(Ordering::Relaxed), (0..64).sum());
+/// # Ok::<(), kwq::BuildError>(())
+/// ```
 ///
 /// # Shutdown
 ///
@@ -232,7 +250,7 @@ impl WqInner {
 /// has run, refuses queueing from anywhere else, then marks the queue
 /// destroyed. From inside one of its own items it cannot wait for itself:
 /// it marks the queue destroyed without draining and reports a
-/// [`Warning`](crate::Warning).
+/// [`Warning`].
 /// [`shutdown_timeout`](Workqueue::shutdown_timeout) bounds the wait.
 pub struct Workqueue {
     pub(crate) inner: Arc<WqInner>,
@@ -258,6 +276,24 @@ impl std::fmt::Debug for Workqueue {
 }
 
 /// Builds a [`Workqueue`] (kernel `alloc_workqueue` flags and `max_active`).
+///
+/// ```
+/// let rt = kwq::RuntimeBuilder::new().concurrency(2).build()?;
+/// // One item at a time, in queueing order, on a high-priority pool.
+/// let log = kwq::Workqueue::builder("log-writer")
+///     .ordered()
+///     .highpri()
+///     .runtime(&rt)
+///     .build()?;
+/// // Items that burn CPU for long stretches do not hold up the pool.
+/// let crunch = kwq::Workqueue::builder("crunch")
+///     .cpu_intensive()
+///     .max_active(4)
+///     .runtime(&rt)
+///     .build()?;
+/// # drop((log, crunch));
+/// # Ok::<(), kwq::BuildError>(())
+/// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct WorkqueueBuilder {
@@ -313,6 +349,11 @@ impl WorkqueueBuilder {
     }
 
     /// Creates the workqueue.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] if the name is empty, `max_active` is outside
+    /// 1 ..= 512, or an ordered queue was given a `max_active` other than 1.
     pub fn build(self) -> Result<Workqueue, BuildError> {
         if self.name.is_empty() {
             return Err(BuildError::empty_name());
@@ -375,7 +416,7 @@ impl Workqueue {
     /// queueing nothing, if an instance is already pending (WQ-1) or a
     /// `cancel_sync` of the item is in progress. If the queue refuses work
     /// (draining, destroyed) it returns `false` and reports a
-    /// [`Warning`](crate::Warning) of kind `QueueRefused`; use
+    /// [`Warning`] of kind `QueueRefused`; use
     /// [`try_queue`](Workqueue::try_queue) to handle that case.
     ///
     /// Queueing a running item is allowed: it runs once more, after the
@@ -399,6 +440,11 @@ impl Workqueue {
 
     /// Like [`queue`](Workqueue::queue), but reports a refusing queue as an
     /// error. `Ok(false)` means "already pending".
+    ///
+    /// # Errors
+    ///
+    /// A [`QueueError`] if the workqueue is draining (and the caller is not
+    /// one of its own items) or destroyed.
     pub fn try_queue(&self, work: &Work) -> Result<bool, QueueError> {
         self.inner.check_accepting()?;
         match work.inner.state.transition_to_pending() {
@@ -411,7 +457,7 @@ impl Workqueue {
     }
 
     /// Queues a one-shot closure. Returns `false` (dropping the closure, with
-    /// a [`Warning`](crate::Warning)) if the queue refuses work; see
+    /// a [`Warning`]) if the queue refuses work; see
     /// [`try_queue_fn`](Workqueue::try_queue_fn).
     ///
     /// A closure that captures at most three words (say an `Arc`, a
@@ -435,6 +481,11 @@ impl Workqueue {
     }
 
     /// Queues a one-shot closure, handing it back if the queue refuses work.
+    ///
+    /// # Errors
+    ///
+    /// A [`TryQueueFnError`] holding the closure if the workqueue is
+    /// draining or destroyed.
     pub fn try_queue_fn<F>(&self, f: F) -> Result<(), TryQueueFnError<F>>
     where
         F: FnOnce() + Send + 'static,
@@ -503,6 +554,11 @@ impl Workqueue {
 
     /// Changes `max_active` (kernel `workqueue_set_max_active`). Raising it
     /// starts waiting items at once; lowering it never preempts running ones.
+    ///
+    /// # Errors
+    ///
+    /// A [`SetMaxActiveError`] if the queue is ordered or `n` is outside
+    /// 1 ..= 512.
     pub fn set_max_active(&self, n: usize) -> Result<(), SetMaxActiveError> {
         if self.inner.flags.ordered {
             return Err(SetMaxActiveError::ordered(self.name()));
@@ -520,6 +576,10 @@ impl Workqueue {
     /// Drains the queue like `drop`, but waits at most `timeout`. On timeout
     /// the queue is destroyed anyway (nothing new may be queued) and the
     /// error lists what was still in flight; those items still run.
+    ///
+    /// # Errors
+    ///
+    /// A [`ShutdownError`] naming what was still in flight at the deadline.
     pub fn shutdown_timeout(self, timeout: Duration) -> Result<(), ShutdownError> {
         let inner = self.inner.clone();
         inner.state.fetch_add(DRAINING_ONE, SeqCst);

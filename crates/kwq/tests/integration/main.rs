@@ -36,7 +36,7 @@ pub fn settle() {
 
 /// A dedicated runtime with `concurrency` running workers per managed pool.
 pub fn runtime(concurrency: usize) -> kwq::Runtime {
-    kwq::Runtime::builder()
+    kwq::RuntimeBuilder::new()
         .concurrency(concurrency)
         .thread_name("kwq-test")
         .build()
@@ -147,7 +147,7 @@ impl Reports {
     pub fn runtime(concurrency: usize) -> (kwq::Runtime, Reports) {
         let reports = Reports::default();
         let r = reports.clone();
-        let rt = kwq::Runtime::builder()
+        let rt = kwq::RuntimeBuilder::new()
             .concurrency(concurrency)
             .thread_name("kwq-test")
             .on_panic(move |p: kwq::PanicReport| {

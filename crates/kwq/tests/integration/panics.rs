@@ -11,7 +11,7 @@ fn panicking_work_is_reported_and_worker_survives() {
     // panics in a row would exhaust it.
     let reports = Reports::default();
     let r = reports.clone();
-    let rt = kwq::Runtime::builder()
+    let rt = kwq::RuntimeBuilder::new()
         .concurrency(1)
         .max_workers(2)
         .thread_name("kwq-test")
@@ -87,7 +87,7 @@ fn panicking_job_is_reported_and_flush_returns() {
 #[test]
 #[allow(deprecated)]
 fn panicking_panic_handler_is_contained() {
-    let rt = kwq::Runtime::builder()
+    let rt = kwq::RuntimeBuilder::new()
         .concurrency(1)
         .max_workers(2)
         .thread_name("kwq-test")
