@@ -40,7 +40,9 @@ pub(crate) struct Config {
 
 impl Config {
     pub(crate) fn report_panic(&self, work: &str, wq: &str, payload: Box<dyn Any + Send>) {
-        self.hooks.panic(PanicReport::new(work, wq, payload));
+        let warning = self.hooks.warning.clone();
+        self.hooks
+            .panic(PanicReport::new(work, wq, payload, warning));
     }
 
     pub(crate) fn warn(&self, w: Warning) {

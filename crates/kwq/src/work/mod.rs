@@ -68,7 +68,7 @@ pub(crate) mod state;
 use crate::current;
 use crate::pool::Pool;
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
-use crate::sync::{Arc, Condvar, Mutex};
+use crate::sync::{Arc, Condvar, Mutex, Weak};
 use crate::task::Task;
 use crate::workqueue::WqInner;
 use state::{
@@ -156,7 +156,10 @@ pub(crate) struct Slot {
     /// The token of a pending instance waiting for the current run to end.
     pub(crate) parked: Option<Task>,
     /// A delayed instance armed on the timer: its `seq` and workqueue.
-    pub(crate) timer: Option<(u64, Arc<WqInner>)>,
+    /// Weak: an armed instance does not keep a dropped workqueue (and with
+    /// it its runtime and worker threads) alive until its deadline; a
+    /// destroyed queue refuses the instance when it fires anyway.
+    pub(crate) timer: Option<(u64, Weak<WqInner>)>,
 }
 
 /// What a worker must do after a run ends.
