@@ -127,6 +127,22 @@ step_doc() {
         --document-private-items --locked
 }
 
+# The published crates package with what a reader of their docs needs
+# (README, licences), and each builds from its package alone (cargo
+# verifies them together, in dependency order, against a local overlay).
+PACKAGES=(kwq-policy kwq kwq-model)
+step_package() {
+    local p list f args=()
+    for p in "${PACKAGES[@]}"; do
+        args+=(-p "$p")
+        list=$(cargo package --list -p "$p" --locked --allow-dirty)
+        for f in README.md LICENSE-MIT LICENSE-APACHE Cargo.toml src/lib.rs; do
+            grep -qx "$f" <<<"$list" || { echo "error: $p's package lacks $f" >&2; return 1; }
+        done
+    done
+    cargo package "${args[@]}" --locked --allow-dirty
+}
+
 step_tests() {
     cargo test --workspace --locked
 }
@@ -199,6 +215,7 @@ section clippy step_clippy
 section "msrv of dependencies" step_msrv_deps
 section doc step_doc
 section tests step_tests
+section package step_package
 
 # -- kwq
 section "kwq: sync facade" step_sync_facade
