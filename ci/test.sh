@@ -80,7 +80,7 @@ step_clippy() {
 # workspace declares a rust-version no newer than ours. Dev-dependencies
 # and cfg(kwq_loom)'s loom only need the CI toolchain.
 step_msrv_deps() {
-    command -v jq >/dev/null || missing jq "the dependencies' rust-version check" || return 0
+    jq --version >/dev/null 2>&1 || missing jq "the dependencies' rust-version check" || return 0
     local meta ours deps bad=0 name version need
     meta=$(cargo metadata --locked --format-version 1)
     ours=$(printf '%s' "$meta" | jq -r '[.packages[] | select(.name == "kwq") | .rust_version][0]')
@@ -150,7 +150,7 @@ step_tests() {
 # The inline job store and the ordered ring's slots are the unsafe code;
 # their unit tests run under memcheck (no Miri on this toolchain).
 step_valgrind() {
-    command -v valgrind >/dev/null || missing valgrind "the unsafe code's memcheck run" || return 0
+    valgrind --version >/dev/null 2>&1 || missing valgrind "the unsafe code's memcheck run" || return 0
     local json lib
     json=$(cargo test -p kwq --lib --locked --no-run --message-format=json)
     lib=$(printf '%s\n' "$json" | grep '"kind":\["lib"\]' |
@@ -160,7 +160,8 @@ step_valgrind() {
         return 1
     fi
     valgrind -q --error-exitcode=9 --leak-check=full --show-leak-kinds=definite \
-        --errors-for-leak-kinds=definite "$lib" job:: ordered::ring:: --test-threads=1 >/dev/null
+        --errors-for-leak-kinds=definite "$lib" job:: ordered::ring:: --test-threads=1 >/dev/null ||
+        return 1
     echo "valgrind: ok ($lib)"
 }
 
