@@ -248,7 +248,7 @@ fn run_tbb(a: &OrderedArgs, n: u64, inflight: usize) -> Result<Report, Failure> 
 }
 
 fn kwq_runtime(threads: usize) -> Result<kwq::Runtime, Failure> {
-    kwq::Runtime::builder()
+    kwq::RuntimeBuilder::new()
         .concurrency(threads)
         .build()
         .map_err(|e| Failure::Usage(format!("kwq runtime: {e}")))

@@ -18,7 +18,7 @@ pub(crate) struct Kwq {
 
 impl Kwq {
     pub(crate) fn new(threads: usize) -> Self {
-        let rt = kwq::Runtime::builder()
+        let rt = kwq::RuntimeBuilder::new()
             .concurrency(threads)
             .build()
             .expect("runtime");

@@ -154,7 +154,7 @@ fn run(a: &SpawnArgs) -> Result<Report, Failure> {
     if a.imp == "kwq" {
         j.str(
             "setup",
-            "Runtime::builder().concurrency(T), one Workqueue, default max_active (256), queue_fn",
+            "kwq::RuntimeBuilder::new().concurrency(T), one Workqueue, default max_active (256), queue_fn",
         );
     }
     j.int("peak_rss_kib", crate::peak_rss_kib());
@@ -209,7 +209,7 @@ fn run_work(a: &SpawnArgs, n: u64) -> Result<Report, Failure> {
         .int("work_items", k as u64)
         .int("executions", executions)
         .int("coalesced", n - executions)
-        .str("setup", "Runtime::builder().concurrency(T), one Workqueue, default max_active (256), queue(&Work)")
+        .str("setup", "kwq::RuntimeBuilder::new().concurrency(T), one Workqueue, default max_active (256), queue(&Work)")
         .int("peak_rss_kib", crate::peak_rss_kib());
     Ok(j)
 }

@@ -41,7 +41,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         t0: Instant::now(),
         out: std::io::stdout().lock(),
     };
-    let rt = Runtime::builder()
+    let rt = kwq::RuntimeBuilder::new()
         .concurrency(2)
         .thread_name("demo")
         .build()?;
@@ -235,7 +235,7 @@ fn flush_and_cancel(log: &mut Log, wq: &Workqueue) -> Result<()> {
 
 fn blocking(log: &mut Log) -> Result<()> {
     log.head("blocking: a worker that waits does not starve its pool")?;
-    let rt = Runtime::builder()
+    let rt = kwq::RuntimeBuilder::new()
         .concurrency(1)
         .thread_name("demo1")
         .build()?;
