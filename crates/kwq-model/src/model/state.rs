@@ -201,8 +201,9 @@ pub struct Worker {
     pub rescuer_of: Option<u8>,
     /// [`Version::V6DeferAll`](crate::Version::V6DeferAll): items whose
     /// ordered phase this worker ran and whose free it defers to its exit
-    /// from `run_ordered_work`.
-    pub to_free: ItemList,
+    /// from `run_ordered_work`. A worker runs the ordered phases of one
+    /// workqueue only, which has at most [`MAX_ITEMS`] such items.
+    pub to_free: Bounded<ItemId, { MAX_ITEMS as usize }>,
 }
 
 impl Worker {
