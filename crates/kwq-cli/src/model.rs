@@ -6,6 +6,7 @@
 //! - `kwq model replay STRING`: re-run a replay string to the same state.
 //! - `kwq model reproduce`: the 2019 deadlock under v4, then the same
 //!   scenario under kwq's identity.
+//! - `kwq model report`: the R1 report committed as `docs/report-r1.md`.
 //!
 //! Arguments are parsed here (low level) and turned into a validated
 //! `kwq_model::Setup` + `kwq_model::Config` (high level) before anything runs.
@@ -35,6 +36,8 @@ enum ModelCmd {
     Replay(ReplayArgs),
     /// Show the 2019 deadlock under v4 (the 2019 kernel), then the same scenario under kwq.
     Reproduce,
+    /// Print the R1 report (Markdown, no timings): today's code, the candidate fix, starvation.
+    Report,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -133,6 +136,7 @@ pub fn run(args: ModelArgs) -> anyhow::Result<ExitCode> {
         ModelCmd::Matrix(a) => run_matrix(a),
         ModelCmd::Replay(a) => run_replay(a),
         ModelCmd::Reproduce => run_reproduce(),
+        ModelCmd::Report => run_report(),
     }
 }
 
@@ -333,4 +337,13 @@ fn run_reproduce() -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `kwq model report`: the document `docs/report-r1.md` is this output.
+fn run_report() -> anyhow::Result<ExitCode> {
+    let text = kwq_model::r1::render();
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }
