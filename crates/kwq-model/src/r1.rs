@@ -129,8 +129,9 @@ pub fn render() -> String {
          row is reachable today because every Btrfs item now carries the\n\
          same `btrfs_work_helper`, so an end-io item recycled at X's address\n\
          matches A's busy entry too. With `fine-all` (every lock acquisition\n\
-         its own step) two items suffice; the replay strings are\n\
-         `{}` and `{}`.\n",
+         its own step) two items suffice.\n\n\
+         - 2019, fine-all: `{}`\n\
+         - 2014, fine: `{}`\n",
         verdict(&v6_coarse),
         verdict(&r1),
         verdict(&r1_all),
@@ -319,8 +320,9 @@ fn starvation(out: &mut String, starve: &Outcome, rescued: &Outcome) {
          worklist while the pool needs a worker it cannot create):\n\
          {}. The bottom filesystem's rescuer runs the bottom item, whose\n\
          ordered phase completes the top worker's write. A rescuer cannot\n\
-         help against R1: it only looks at the worklist, and a recycled item\n\
-         parked on a blocked worker's scheduled list is not there. With a\n\
+         help against R1 (reasoning, not a model run): it only takes items\n\
+         from the worklist, and a recycled item parked on a blocked worker's\n\
+         scheduled list is not there. With a\n\
          cap of two workers the pool does not starve in this scenario at all:\n\
          only the head of an ordered list runs its ordered phase, so at most\n\
          one top worker is ever blocked.\n",
