@@ -208,8 +208,15 @@ fn run_matrix(a: MatrixArgs) -> anyhow::Result<ExitCode> {
     if !a.json {
         writeln!(
             out,
-            "kwq model matrix: BFS per cell; {} upper items, ≤{} I/O waits, ≤{} workers, max_active {}, lifo allocator\n",
-            b.items, b.waits, b.workers, b.max_active
+            "kwq model matrix: BFS per cell; {} upper items, ≤{} I/O waits, ≤{} workers, max_active {}, lifo allocator\n\
+             (§4.5 starve rows: {} upper items, ≤{} I/O waits, ≤{} worker)\n",
+            b.items,
+            b.waits,
+            b.workers,
+            b.max_active,
+            matrix::STARVE_BOUNDS.items,
+            matrix::STARVE_BOUNDS.waits,
+            matrix::STARVE_BOUNDS.workers
         )?;
         writeln!(out, "{}", matrix::table_header())?;
     }
