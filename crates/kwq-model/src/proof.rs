@@ -86,7 +86,7 @@ impl ProofRun {
     pub fn command(&self) -> String {
         let s = self.setup;
         format!(
-            "kwq model check --version {} --scenario {} --granularity {} --items {} --waits {} --workers {} --strategy dfs --max-states {}",
+            "kwq model check --code {} --scenario {} --granularity {} --items {} --waits {} --workers {} --strategy dfs --max-states {}",
             s.version, s.scenario, s.granularity, s.items, s.waits, s.max_workers, PROOF_MAX_STATES
         )
     }

@@ -368,12 +368,12 @@ fn reproduce(out: &mut String) {
          | what | command |\n|---|---|\n\
          | this report | `$K model report` |\n\
          | every matrix cell (exit 1 on a mismatch) | `$K model matrix` |\n\
-         | section 1 | `$K model check --version v4 --scenario 2019` |\n\
-         | section 2 | `$K model check --version v6 --scenario 2019 --granularity fine` |\n\
-         | section 3, fix, one cell | `$K model check --version v6-fix --scenario 2019 --granularity fine-all` |\n\
-         | section 3, alternative | `$K model check --version v6-defer-all --scenario 2019 --granularity fine` |\n\
-         | section 4 | `$K model check --version v6 --scenario starve --items 2 --waits 2 --workers 1` |\n\
-         | section 4, rescuer | `$K model check --version v6 --scenario starve-rescuer --items 2 --waits 2 --workers 1` |"
+         | section 1 | `$K model check --code v4 --scenario 2019` |\n\
+         | section 2 | `$K model check --code v6 --scenario 2019 --granularity fine` |\n\
+         | section 3, fix, one cell | `$K model check --code v6-fix --scenario 2019 --granularity fine-all` |\n\
+         | section 3, alternative | `$K model check --code v6-defer-all --scenario 2019 --granularity fine` |\n\
+         | section 4 | `$K model check --code v6 --scenario starve --items 2 --waits 2 --workers 1` |\n\
+         | section 4, rescuer | `$K model check --code v6 --scenario starve-rescuer --items 2 --waits 2 --workers 1` |"
     );
     for p in &PROOF {
         let _ = writeln!(
