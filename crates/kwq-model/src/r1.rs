@@ -13,9 +13,11 @@
 use crate::explore::{FindingKind, Outcome};
 use crate::matrix::{Cell, Expect, BOUNDS, EXPECTED, STARVE_BOUNDS};
 use crate::model::waitfor::Via;
+use crate::model::{enabled_actions, step, Action, State};
 use crate::proof::PROOF;
 use crate::report::render_trace_and_cycle;
-use crate::setup::{Granularity, Scenario, Version, V6_SOURCE};
+use crate::setup::{Granularity, Scenario, Setup, Version, V6_SOURCE};
+use crate::trace::Trace;
 use std::fmt::Write as _;
 
 fn cell(v: Version, s: Scenario, g: Granularity) -> Cell {
@@ -57,6 +59,41 @@ fn trace_block(out: &mut String, o: &Outcome) {
     out.push_str("```text\n");
     out.push_str(&render_trace_and_cycle(&f.trace, &f.kind));
     out.push_str("```\n");
+}
+
+/// Follows `trace`'s schedule under another code version, as far as it
+/// goes: each action is taken if enabled; an allocation whose slot is not
+/// offered takes the slot the allocator offers instead (same actor); any
+/// other action that is not enabled ends the schedule.
+#[must_use]
+pub fn follow_under(trace: &Trace, version: Version) -> Trace {
+    let setup = Setup {
+        version,
+        ..trace.setup
+    };
+    let mut s = State::initial(setup);
+    let mut actions = Vec::new();
+    for &a in &trace.actions {
+        let enabled = enabled_actions(&s);
+        let same_actor = |b: &Action| match (a, *b) {
+            (Action::Writeback { .. }, Action::Writeback { .. }) => true,
+            (
+                Action::LowerWriteback { waiter: x, .. },
+                Action::LowerWriteback { waiter: y, .. },
+            ) => x == y,
+            _ => false,
+        };
+        let Some(&b) = enabled
+            .iter()
+            .find(|&&b| b == a)
+            .or_else(|| enabled.iter().find(|b| same_actor(b)))
+        else {
+            break;
+        };
+        s = step(&s, b);
+        actions.push(b);
+    }
+    Trace { setup, actions }
 }
 
 fn replay_of(o: &Outcome) -> String {
@@ -140,7 +177,8 @@ pub fn render() -> String {
         replay_of(&r1_2014)
     );
 
-    fix_section(&mut out, &fix, &alt);
+    let r1_trace = r1.finding.as_ref().map(|f| f.trace.clone());
+    fix_section(&mut out, &fix, &alt, r1_trace.as_ref());
     starvation(&mut out, &starve, &rescued);
     assumptions(&mut out);
     reproduce(&mut out);
@@ -215,7 +253,7 @@ fn source(out: &mut String) {
     );
 }
 
-fn fix_section(out: &mut String, fix: &[(Cell, Outcome)], alt: &Outcome) {
+fn fix_section(out: &mut String, fix: &[(Cell, Outcome)], alt: &Outcome, r1: Option<&Trace>) {
     let _ = writeln!(
         out,
         "## 3. A candidate fix, and one that does not work\n\n\
@@ -261,6 +299,17 @@ fn fix_section(out: &mut String, fix: &[(Cell, Outcome)], alt: &Outcome) {
             c.granularity,
             verdict(o)
         );
+    }
+    if let Some(t) = r1 {
+        let f = follow_under(t, Version::V6Fix);
+        let _ = writeln!(
+            out,
+            "\nThe R1 schedule of section 2 under the fix: C completes X's\n\
+             ordered phase but leaves the free to A; the bottom filesystem's\n\
+             item gets a fresh address and runs.\n\n```text"
+        );
+        out.push_str(&f.render().unwrap_or_default());
+        let _ = writeln!(out, "replay: {}\n```", f.replay_string());
     }
     let _ = writeln!(
         out,
