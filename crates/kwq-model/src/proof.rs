@@ -47,8 +47,9 @@ const fn proof_setup(g: Granularity, items: u8, waits: u8, workers: u8) -> Setup
 }
 
 /// The recorded runs: `v6-fix` × 2019 at `fine` and `fine-all`, 4 upper
-/// items, at most 1 I/O wait (R1 needs one), at most 5 workers.
-pub const PROOF: [ProofRun; 2] = [
+/// items, at most 5 workers, with at most 1 I/O wait (what R1 needs) and
+/// with at most 2.
+pub const PROOF: [ProofRun; 4] = [
     ProofRun {
         setup: proof_setup(Granularity::Fine, 4, 1, 5),
         states: 989_716,
@@ -56,6 +57,14 @@ pub const PROOF: [ProofRun; 2] = [
     ProofRun {
         setup: proof_setup(Granularity::FineAll, 4, 1, 5),
         states: 1_302_985,
+    },
+    ProofRun {
+        setup: proof_setup(Granularity::Fine, 4, 2, 5),
+        states: 22_770_031,
+    },
+    ProofRun {
+        setup: proof_setup(Granularity::FineAll, 4, 2, 5),
+        states: 35_609_812,
     },
 ];
 

@@ -210,7 +210,7 @@ fn intro(out: &mut String, r1: &Outcome, fix: &[(Cell, Outcome)]) {
            ordered phase has run and its own worker has left the helper,\n\
            whichever comes last. In the model it is not reachable at any\n\
            granularity in either scenario ({}; {} states in all, matrix\n\
-           bounds), and not in two larger exhaustive runs (section 3).\n\
+           bounds), and not in four larger exhaustive runs (section 3).\n\
          - The window is two adjacent instructions wide and must stay open\n\
            for a whole ordered phase on another CPU. The model says it is\n\
            *possible*, not how likely it is.\n",
