@@ -14,7 +14,7 @@
 use crate::model::action::{Event, LoopExit};
 use crate::model::state::{Origin, Pc, Wait};
 use crate::model::{enabled_actions, step_events, Action, State};
-use crate::setup::{ParseSetupError, Scenario, Setup};
+use crate::setup::{ParseSetupError, Setup};
 use std::fmt::{self, Write as _};
 use std::path::Path;
 
@@ -204,14 +204,18 @@ pub fn self_check(trace: &Trace, expected: &State) -> Result<(), TraceError> {
 
 fn actor(s: &State, a: Action) -> String {
     match a {
-        Action::Writeback { .. } => match s.setup.scenario {
-            Scenario::Y2019 => "top FS writeback".into(),
-            Scenario::Y2014 => "writeback".into(),
-        },
+        Action::Writeback { .. } if s.stacked() => "top FS writeback".into(),
+        Action::Writeback { .. } => "writeback".into(),
         Action::CreateWorker => "manager".into(),
         Action::LowerWriteback { .. } => "lower FS writeback".into(),
         Action::ReadComplete(_) => "read completion".into(),
-        _ => format!("worker {}", a.worker().expect("worker action")),
+        _ => {
+            let w = a.worker().expect("worker action");
+            match s.worker(w).rescuer_of {
+                Some(wq) => format!("rescuer {w} (wq {wq})"),
+                None => format!("worker {w}"),
+            }
+        }
     }
 }
 
@@ -298,10 +302,14 @@ pub fn describe(s: &State, e: &Event) -> String {
             }
             t
         }
-        Event::FreeDeferred { worker, item } => format!(
-            "{}'s free deferred until worker {worker} leaves the loop (free_self)",
-            n(item)
-        ),
+        Event::FreeDeferred { worker, item } => {
+            let how = match s.setup.version {
+                crate::Version::V6Fix => "drops its reference (last reference frees)",
+                crate::Version::V6DeferAll => "leaves run_ordered_work (deferred free)",
+                _ => "leaves the loop (free_self)",
+            };
+            format!("{}'s free deferred until worker {worker} {how}", n(item))
+        }
         Event::Blocked { worker, item, wait } => match wait {
             Wait::Lower(_) => format!(
                 "worker {worker} blocked on lower-FS I/O ({}'s ordered phase writes through the loop device)",

@@ -28,7 +28,7 @@ impl fmt::Display for Violation {
 type Check = fn(&State) -> Result<(), Violation>;
 
 /// Every invariant, with its property name.
-pub const ALL: [(&str, Check); 8] = [
+pub const ALL: [(&str, Check); 9] = [
     ("WQ-3", wq3_non_reentrancy),
     ("WQ-4", wq4_collision_parking),
     ("WQ-5", wq5_collision_key),
@@ -37,6 +37,7 @@ pub const ALL: [(&str, Check); 8] = [
     ("BT-1", bt1_ordered_fifo),
     ("BT-3", bt3_no_touch_after_done),
     ("BT-4", bt4_deferred_self_free),
+    ("BT-7", bt7_worker_holds_its_item),
 ];
 
 /// Evaluates every invariant; the first violation wins.
@@ -266,7 +267,8 @@ pub fn bt3_no_touch_after_done(s: &State) -> Result<(), Violation> {
                 );
             }
         }
-        if w.free_self || w.pc == Pc::FreeSelf {
+        let holds_own = w.pc == Pc::FreeSelf && s.setup.version.freed_by_last_reference();
+        if w.free_self || holds_own {
             let me = w.current.map(|c| c.item);
             if me.is_none_or(|me| s.item(me).is_freed()) {
                 return fail(
@@ -274,6 +276,37 @@ pub fn bt3_no_touch_after_done(s: &State) -> Result<(), Violation> {
                     format!("worker {name} will free an item that is already freed"),
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+/// **BT-7 the worker holds its item** (`v6-fix` only; the property the
+/// candidate fix adds): while a worker is anywhere in the Btrfs helper (first
+/// phase, `run_ordered_work`, blocked in an ordered phase, or about to drop
+/// its reference), the item it executes has not been freed, by anyone. This
+/// is what makes a recycled address impossible behind a worker that can
+/// still block.
+pub fn bt7_worker_holds_its_item(s: &State) -> Result<(), Violation> {
+    if !s.setup.version.freed_by_last_reference() {
+        return Ok(());
+    }
+    for (i, w) in s.workers.iter().enumerate() {
+        let Some(c) = w.current else { continue };
+        let inside = matches!(
+            w.pc,
+            Pc::Func | Pc::Lock | Pc::Ordered(_) | Pc::Blocked(..) | Pc::FreeSelf
+        );
+        let it = s.item(c.item);
+        if inside && it.origin != Origin::EndIo && it.is_freed() {
+            return fail(
+                "BT-7",
+                format!(
+                    "{} was freed while worker {} is still inside the helper",
+                    s.item_name(c.item),
+                    (b'A' + i as u8) as char
+                ),
+            );
         }
     }
     Ok(())
