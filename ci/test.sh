@@ -75,6 +75,21 @@ step_clippy() {
     cargo clippy --workspace --all-targets --locked -- -D warnings
 }
 
+# The libraries' public API documents every error and panic (clippy's
+# pedantic missing_errors_doc / missing_panics_doc, with no allow
+# attributes for them anywhere). LIB_CRATES: every library crate.
+LIB_CRATES=(kwq kwq-policy kwq-model)
+step_api_docs() {
+    local args=() c
+    for c in "${LIB_CRATES[@]}"; do args+=(-p "$c"); done
+    if grep -rnE 'allow\((clippy::)?missing_(errors|panics)_doc' crates; then
+        echo "error: the lints above may not be allowed" >&2
+        return 1
+    fi
+    cargo clippy "${args[@]}" --lib --locked -- -D clippy::missing_errors_doc \
+        -D clippy::missing_panics_doc
+}
+
 # clippy checks our own code against rust-version; this checks what we
 # build on: every normal dependency (host target, default cfgs) of the
 # workspace declares a rust-version no newer than ours. Dev-dependencies
@@ -209,6 +224,7 @@ dirty_before=$(git status --porcelain --untracked-files=all 2>/dev/null || true)
 # -- workspace-wide
 section fmt step_fmt
 section clippy step_clippy
+section "api docs (errors, panics)" step_api_docs
 section "msrv of dependencies" step_msrv_deps
 section doc step_doc
 section tests step_tests
