@@ -12,7 +12,7 @@ mod common;
 
 use common::within;
 use kwq::ordered::{for_each_ordered, ordered_map, BoxedOrderedWorkqueue, OrderedWorkqueue};
-use kwq::{DelayedWork, Runtime, WarningKind, Work, Workqueue};
+use kwq::{DelayedWork, Runtime, RuntimeBuilder, WarningKind, Work, Workqueue};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{mpsc, Arc, Mutex};
@@ -41,7 +41,7 @@ impl Seen {
 fn rt1(name: &str) -> (Runtime, Seen) {
     let seen = Seen::default();
     let s = seen.clone();
-    let rt = Runtime::builder()
+    let rt = RuntimeBuilder::new()
         .concurrency(1)
         .watchdog(None)
         .thread_name(name)
@@ -143,7 +143,7 @@ fn panic_payloads_whose_destructors_panic_are_contained() {
 
 #[test]
 fn a_panicking_panic_hook_holding_a_panicking_payload_is_contained() {
-    let rt = Runtime::builder()
+    let rt = RuntimeBuilder::new()
         .concurrency(1)
         .watchdog(None)
         .thread_name("h-hook")
@@ -465,7 +465,7 @@ fn a_detached_spawn_whose_result_panics_on_drop_is_reported_as_its_panic() {
     let (rt, _seen) = rt1("h-spawn");
     let panics = Arc::new(AtomicUsize::new(0));
     let p = panics.clone();
-    let rt2 = Runtime::builder()
+    let rt2 = RuntimeBuilder::new()
         .concurrency(1)
         .watchdog(None)
         .thread_name("h-spawn2")
@@ -493,7 +493,7 @@ fn a_detached_spawn_whose_result_panics_on_drop_is_reported_as_its_panic() {
 fn panicking_thread_and_warning_hooks_stop_nothing() {
     let calls = Arc::new(AtomicUsize::new(0));
     let (c1, c2, c3) = (calls.clone(), calls.clone(), calls.clone());
-    let rt = Runtime::builder()
+    let rt = RuntimeBuilder::new()
         .concurrency(1)
         .watchdog(None)
         .thread_name("h-hooks")
@@ -550,7 +550,7 @@ fn panicking_thread_and_warning_hooks_stop_nothing() {
 fn a_panicking_lockup_hook_does_not_stop_the_watchdog() {
     let lockups = Arc::new(AtomicUsize::new(0));
     let l = lockups.clone();
-    let rt = Runtime::builder()
+    let rt = RuntimeBuilder::new()
         .concurrency(1)
         .thread_name("h-lockup")
         .watchdog(Some(Duration::from_millis(40)))
@@ -633,7 +633,7 @@ fn a_runtime_whose_hooks_panic_on_drop_is_torn_down_cleanly() {
     }
     for round in 0..20 {
         let owned = Owned(drops.clone());
-        let rt = Runtime::builder()
+        let rt = RuntimeBuilder::new()
             .concurrency(1)
             .thread_name("h-rtdrop")
             .watchdog(Some(Duration::from_millis(4)))

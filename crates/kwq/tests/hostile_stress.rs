@@ -19,7 +19,7 @@
 
 mod common;
 
-use kwq::{DelayedWork, Runtime, WarningKind, Work, Workqueue};
+use kwq::{DelayedWork, Runtime, RuntimeBuilder, WarningKind, Work, Workqueue};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -152,7 +152,7 @@ fn run(concurrency: usize, seed: u64, iters: usize) {
     let prefix = format!("hs{concurrency}");
     let hooked = Arc::new(Hooked::default());
     let (h1, h2) = (hooked.clone(), hooked.clone());
-    let rt = Runtime::builder()
+    let rt = RuntimeBuilder::new()
         .concurrency(concurrency)
         .watchdog(None)
         .idle_timeout(Duration::from_millis(100))
