@@ -368,7 +368,8 @@ impl Workqueue {
     /// Queues `d` to run after `delay` (kernel `queue_delayed_work`, WQ-14).
     /// Returns `false` if an instance was already pending (the existing
     /// timer is left alone; see [`mod_delayed`](Workqueue::mod_delayed)).
-    /// A zero delay queues immediately.
+    /// A zero delay queues immediately; any delay is accepted (one past
+    /// what the clock can represent saturates to its farthest deadline).
     pub fn queue_delayed(&self, d: &DelayedWork, delay: Duration) -> bool {
         match self.try_queue_delayed(d, delay) {
             Ok(q) => q,
