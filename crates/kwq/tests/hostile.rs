@@ -675,7 +675,6 @@ fn a_runtime_whose_hooks_panic_on_drop_is_torn_down_cleanly() {
 }
 
 #[test]
-#[ignore = "fails until a wait of the timer thread on itself is refused"]
 fn a_hook_on_the_timer_thread_cannot_make_the_timer_wait_for_itself() {
     // A warning raised by the timer (a delayed item firing into a destroyed
     // queue) calls `on_warning` on the timer thread. A hook that flushes an
