@@ -237,6 +237,18 @@ impl Entry {
 
 static TIMER: crate::sync::OnceLock<Arc<Timer>> = crate::sync::OnceLock::new();
 
+crate::sync::thread_local! {
+    /// Set on the timer thread, where user code (a hook, a destructor) must
+    /// not wait for an instance armed on the timer: it would wait for the
+    /// very thread it runs on.
+    static ON_TIMER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Is the calling thread the timer thread?
+pub(crate) fn on_timer_thread() -> bool {
+    ON_TIMER.try_with(|t| t.get()).unwrap_or(false)
+}
+
 fn timer() -> &'static Arc<Timer> {
     TIMER.get_or_init(|| {
         let t = Arc::new(Timer {
@@ -290,6 +302,7 @@ impl Timer {
     }
 
     fn run(&self) {
+        ON_TIMER.with(|t| t.set(true));
         let mut heap = self.heap.lock();
         loop {
             let now = Instant::now();
@@ -368,7 +381,8 @@ impl Workqueue {
     /// Queues `d` to run after `delay` (kernel `queue_delayed_work`, WQ-14).
     /// Returns `false` if an instance was already pending (the existing
     /// timer is left alone; see [`mod_delayed`](Workqueue::mod_delayed)).
-    /// A zero delay queues immediately.
+    /// A zero delay queues immediately; any delay is accepted (one past
+    /// what the clock can represent saturates to its farthest deadline).
     pub fn queue_delayed(&self, d: &DelayedWork, delay: Duration) -> bool {
         match self.try_queue_delayed(d, delay) {
             Ok(q) => q,

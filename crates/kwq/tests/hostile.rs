@@ -675,3 +675,40 @@ fn a_runtime_whose_hooks_panic_on_drop_is_torn_down_cleanly() {
         );
     }
 }
+
+#[test]
+fn a_hook_on_the_timer_thread_cannot_make_the_timer_wait_for_itself() {
+    // A warning raised by the timer (a delayed item firing into a destroyed
+    // queue) calls `on_warning` on the timer thread. A hook that flushes an
+    // item armed on that same timer would wait forever, and every delayed
+    // item in the process with it: kwq refuses the wait (a panic the hook
+    // call contains) instead.
+    let armed = DelayedWork::new("armed", || {});
+    let a = armed.clone();
+    let flushed = Arc::new(AtomicUsize::new(0));
+    let f = flushed.clone();
+    let rt = RuntimeBuilder::new()
+        .concurrency(1)
+        .watchdog(None)
+        .thread_name("h-selfwait")
+        .on_warning(move |w| {
+            if w.kind() == WarningKind::DelayedDropped {
+                f.fetch_add(1, SeqCst);
+                a.work().flush();
+            }
+        })
+        .build()
+        .unwrap();
+    let q = wq(&rt, "q");
+    let other = wq(&rt, "other");
+    assert!(other.queue_delayed(&armed, Duration::from_secs(3600)));
+    let d = DelayedWork::new("into-a-dead-queue", || {});
+    assert!(q.queue_delayed(&d, Duration::from_millis(10)));
+    q.shutdown_timeout(Duration::from_secs(1)).unwrap();
+    assert!(common::eventually(5, || flushed.load(SeqCst) == 1));
+    assert!(
+        timer_still_fires(&other),
+        "the timer thread waits for itself"
+    );
+    assert!(armed.cancel());
+}

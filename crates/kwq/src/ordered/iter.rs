@@ -17,7 +17,11 @@
 //!
 //! *Bounded memory*: at most `max_in_flight` inputs/outputs exist between
 //! pulling and yielding (`slots × batch ≤ max_in_flight`), however long the
-//! input is. The input is pulled lazily, so it may be infinite.
+//! input is. The input is pulled lazily, so it may be infinite. It is
+//! pulled *ahead* (a batch per free slot, at most about [`TARGET_BATCH_NS`]
+//! of input time per batch, and a mapped head batch is yielded before a
+//! slow input is read further), so an input whose `next()` waits for
+//! outputs of the same map is not supported.
 //!
 //! *Batch size* adapts: runners time each batch, and the caller sizes the
 //! next one to take about [`TARGET_BATCH_NS`], between 1 and
