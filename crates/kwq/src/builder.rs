@@ -163,7 +163,7 @@ impl RuntimeBuilder {
     /// for blocked. Growth is bounded: immediate up to 4 × concurrency
     /// workers, then only for ever longer stalls, never past
     /// [`max_workers`](Self::max_workers). Detections are reported as
-    /// [`WarningKind::BlockedWorker`](crate::WarningKind::BlockedWorker).
+    /// [`WarningKind::BlockedWorker`].
     pub fn detect_blocking(mut self, on: bool) -> Self {
         self.detect_blocking = on;
         self
