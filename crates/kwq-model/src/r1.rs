@@ -204,15 +204,17 @@ fn intro(out: &mut String, r1: &Outcome, fix: &[(Cell, Outcome)]) {
            item's own worker is between setting DONE and taking\n\
            `list_lock`, and the address is recycled behind that worker,\n\
            which then blocks in a later item's ordered phase.\n\
-         - Today's `async-thread.c` takes the same steps as v5.5 here. R1 is\n\
-           reachable in it: {}.\n\
+         - Today's `async-thread.c` takes the same steps as v5.5 here. With\n\
+           DONE and the first `list_lock` as separate steps, R1 in it is {}.\n\
          - A small Btrfs-side change closes it: free an item when *both* its\n\
            ordered phase has run and its own worker has left the helper,\n\
            whichever comes last. In the model it is not reachable at any\n\
            granularity in either scenario ({}; {} states in all, matrix\n\
            bounds), and not in four larger exhaustive runs (section 3).\n\
-         - The window is two adjacent instructions wide and must stay open\n\
-           for a whole ordered phase on another CPU. The model says it is\n\
+         - The window lies between two adjacent statements of\n\
+           `btrfs_work_helper` (setting DONE, then the call that takes\n\
+           `list_lock`) and must stay open for a whole ordered phase on\n\
+           another CPU. The model says it is\n\
            *possible*, not how likely it is.\n",
         verdict(r1),
         if all_fixed {
