@@ -354,7 +354,7 @@ fn starvation(out: &mut String, starve: &Outcome, rescued: &Outcome) {
         "## 4. Pool starvation and the rescuer\n\n\
          A different way for stacked filesystems to hang on one pool: every\n\
          worker is blocked and no new one can be created (kthread creation\n\
-         waits for memory reclaim). The model's §4.5 scenarios use a bound,\n\
+         waits for memory reclaim). The model's starvation scenarios use a bound,\n\
          concurrency-managed pool (one running worker at a time) that cannot\n\
          grow beyond {} worker, {} upper items, at most {} I/O waits. Without\n\
          rescuers: {}.\n",
@@ -401,8 +401,10 @@ fn assumptions(out: &mut String) {
             `list_lock` for a whole ordered phase on another worker\n\
             (preemption or an interrupt can do it). The model has no time or\n\
             probability: this is possibility, not likelihood.\n\
-         6. **Sequential consistency.** Memory barriers are not modelled; the\n\
-            window exists with any memory order.\n\
+         6. **Sequential consistency.** Memory barriers are not modelled. A\n\
+            weaker memory order can only add behaviours, so the reachable\n\
+            answers stand; the fix's answers assume its reference count is\n\
+            an atomic decrement with the usual release/acquire ordering.\n\
          7. **Not modelled:** flush and cancel, delayed work, worker\n\
             retirement, Btrfs thresholds (`max_active` is fixed), NUMA and\n\
             several pods, the rescuer's batch of up to 16 items (here it takes\n\
