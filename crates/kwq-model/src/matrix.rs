@@ -299,8 +299,8 @@ pub fn run_matrix(mut each: impl FnMut(&CellResult)) -> Vec<CellResult> {
 #[must_use]
 pub fn table_header() -> String {
     format!(
-        "{:<13} {:<14} {:<8} {:<30} {:<30} {:>9} {:>6} {:>8} {:>10}",
-        "version", "scen.", "steps", "expected", "found", "states", "trace", "seconds", "states/s"
+        "{:<13} {:<14} {:<8} {:<30} {:<30} {:>9} {:>6} {:>9} {:>10}",
+        "version", "scen.", "steps", "expected", "found", "states", "trace", "time", "states/s"
     )
 }
 
@@ -314,15 +314,20 @@ pub fn table_row(r: &CellResult) -> String {
     };
     let mark = if r.matches() { "" } else { "  <-- MISMATCH" };
     format!(
-        "{:<13} {:<14} {:<8} {:<30} {:<30} {:>9} {:>6} {:>8.3} {:>10.0}{mark}",
+        "{:<13} {:<14} {:<8} {:<30} {:<30} {:>9} {:>6} {:>9} {:>10}{mark}",
         r.cell.version.as_str(),
         r.cell.scenario.as_str(),
         r.cell.granularity.as_str(),
         r.cell.expect.describe(),
         found,
         o.stats.states,
-        o.finding.as_ref().map_or(0, |f| f.trace.actions.len()),
-        o.stats.elapsed.as_secs_f64(),
-        o.stats.states_per_sec()
+        o.finding
+            .as_ref()
+            .map_or("–".to_string(), |f| f.trace.actions.len().to_string()),
+        crate::report::elapsed(o.stats.elapsed).unwrap_or_else(|| "<0.1 ms".to_string()),
+        crate::report::elapsed(o.stats.elapsed).map_or("–".to_string(), |_| format!(
+            "{:.0}",
+            o.stats.states_per_sec()
+        ))
     )
 }

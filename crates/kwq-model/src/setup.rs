@@ -471,6 +471,10 @@ impl Setup {
     }
 
     /// Checks the sizes are within what the model supports.
+    ///
+    /// # Errors
+    ///
+    /// A [`ParseSetupError`] naming the first size outside the supported range.
     pub fn validate(&self) -> Result<(), ParseSetupError> {
         let bad = |what: &'static str, got: u8, expected: String| ParseSetupError {
             what,

@@ -147,6 +147,10 @@ impl fmt::Display for NotEnabled {
 impl std::error::Error for NotEnabled {}
 
 /// [`step_events`] after checking that `a` is enabled.
+///
+/// # Errors
+///
+/// [`NotEnabled`] if `a` is not enabled in `s`.
 pub fn try_step(s: &State, a: Action) -> Result<(State, Vec<Event>), NotEnabled> {
     let enabled = enabled_actions(s);
     if enabled.contains(&a) {
@@ -157,6 +161,10 @@ pub fn try_step(s: &State, a: Action) -> Result<(State, Vec<Event>), NotEnabled>
 }
 
 /// The successor of `s` under the enabled action `a`, and what happened.
+///
+/// # Panics
+///
+/// If `a` is not enabled in `s` (use [`try_step`] to check first).
 #[must_use]
 pub fn step_events(s: &State, a: Action) -> (State, Vec<Event>) {
     let mut t = Tx {
