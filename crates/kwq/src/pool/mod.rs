@@ -71,6 +71,7 @@ mod sleep;
 mod worker;
 
 pub(crate) use monitor::{start as start_monitor, MonitorSignal};
+pub(crate) use worker::Helper;
 
 use crate::report::{Warning, WarningKind};
 use crate::runtime::Config;
@@ -120,6 +121,23 @@ pub(crate) struct WorkerShared {
     pub(crate) presence: Presence,
     /// The thread's kernel id (0 until the thread starts; Linux only).
     pub(crate) tid: AtomicI32,
+}
+
+impl WorkerShared {
+    pub(crate) fn new(id: usize, unparker: Unparker) -> WorkerShared {
+        WorkerShared {
+            id,
+            unparker,
+            woken: AtomicBool::new(false),
+            executed: AtomicU64::new(0),
+            cur_wq: AtomicU64::new(0),
+            cur_work: Mutex::new(None),
+            blocked: AtomicBool::new(false),
+            exited: AtomicBool::new(false),
+            presence: Presence::new(),
+            tid: AtomicI32::new(0),
+        }
+    }
 }
 
 impl Sleeper for Arc<WorkerShared> {
@@ -312,20 +330,9 @@ impl Pool {
         {
             return false;
         }
-        let id = self.next_worker.fetch_add(1, Relaxed);
+        let id = self.next_worker_id();
         let parker = Parker::new();
-        let shared = Arc::new(WorkerShared {
-            id,
-            unparker: parker.unparker(),
-            woken: AtomicBool::new(false),
-            executed: AtomicU64::new(0),
-            cur_wq: AtomicU64::new(0),
-            cur_work: Mutex::new(None),
-            blocked: AtomicBool::new(false),
-            exited: AtomicBool::new(false),
-            presence: Presence::new(),
-            tid: AtomicI32::new(0),
-        });
+        let shared = Arc::new(WorkerShared::new(id, parker.unparker()));
         self.sleep().add_idle(shared.clone());
         let pool = self.clone();
         let me = shared.clone();
@@ -392,6 +399,19 @@ impl Pool {
                 ),
             ));
         }
+    }
+
+    /// A fresh worker id (workers and rescuers).
+    pub(crate) fn next_worker_id(&self) -> usize {
+        self.next_worker.fetch_add(1, Relaxed)
+    }
+
+    /// Can the pool not provide a worker now: none idle, and it is at its
+    /// cap or creating workers is failing? (A rescuer's mayday test.)
+    pub(crate) fn cannot_provide_worker(&self) -> bool {
+        let s = self.snapshot();
+        s.nr_idle == 0
+            && (s.nr_workers >= s.max_workers || self.spawn_failures.lock().retry_at.is_some())
     }
 
     /// Work waits and no worker of the pool runs or idles: maybe every
