@@ -120,7 +120,7 @@ impl RuntimeBuilder {
     /// [`ThreadSpawn::run`](crate::ThreadSpawn::run) and returns `Ok(())`,
     /// or returns an error *without* calling `run`. A failure (or a panic
     /// of `f`) is never fatal: the pool reports it as
-    /// [`WarningKind::WorkerSpawnFailed`](crate::WarningKind::WorkerSpawnFailed),
+    /// [`WarningKind::WorkerSpawnFailed`],
     /// goes on with the workers it has, and tries again when it needs one.
     ///
     /// ```

@@ -382,7 +382,7 @@ impl WorkqueueBuilder {
     /// stacked filesystem's lower level). Costs a sleeping thread and a
     /// little per item (items wait in the queue's own list, with a token on
     /// the pool's). Rescues are reported as
-    /// [`WarningKind::Rescued`](crate::WarningKind::Rescued).
+    /// [`WarningKind::Rescued`].
     ///
     /// ```
     /// let wq = kwq::Workqueue::builder("writeback").rescuer().build()?;
