@@ -87,6 +87,7 @@
 //! | flush colours | two colours, serialised flushers |
 //! | `WQ_HIGHPRI`, `WQ_UNBOUND`, `WQ_CPU_INTENSIVE` | [`WorkqueueBuilder::highpri`], [`unbound`](WorkqueueBuilder::unbound), [`cpu_intensive`](WorkqueueBuilder::cpu_intensive) |
 //! | `alloc_ordered_workqueue` | [`WorkqueueBuilder::ordered`] |
+//! | `WQ_MEM_RECLAIM`, `rescuer_thread`, mayday | [`WorkqueueBuilder::rescuer`] |
 //! | `wq_worker_sleeping` / `wq_worker_running` | [`blocking`], and the pool monitor for blocking nobody announced |
 //! | `system_wq`, `system_highpri_wq`, `system_unbound_wq`, `system_long_wq` | [`system`](fn@system), [`system_highpri`], [`system_unbound`], [`system_long`] |
 //! | `show_workqueue_state` | [`Runtime::dump`] |
@@ -97,9 +98,10 @@
 //! Not an async executor (work functions are plain closures that may
 //! block), not a work-stealing fork/join pool (use rayon for data
 //! parallelism), and not CPU-affine: a userspace pool spans the CPUs the OS
-//! gives it. There is no rescuer thread yet (`WQ_MEM_RECLAIM`); a pool at
-//! its worker cap whose workers all block stalls, visibly: the watchdog
-//! reports it ([`LockupReport`]) and [`Runtime::dump`] shows who blocks.
+//! gives it. A pool at its worker cap whose workers all block stalls —
+//! visibly: the watchdog reports it ([`LockupReport`]) and
+//! [`Runtime::dump`] shows who blocks — except for queues built with a
+//! [`rescuer`](WorkqueueBuilder::rescuer), which make progress anyway.
 #![warn(missing_docs)]
 
 pub(crate) mod sync;
