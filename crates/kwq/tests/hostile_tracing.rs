@@ -49,7 +49,6 @@ fn fresh_job_runs(q: &Workqueue) -> bool {
 }
 
 #[test]
-#[ignore = "fails until kwq contains a panicking tracing subscriber"]
 fn a_panicking_subscriber_stops_no_kwq_thread() {
     let events = Arc::new(AtomicUsize::new(0));
     tracing::subscriber::set_global_default(Hostile(events.clone())).unwrap();
