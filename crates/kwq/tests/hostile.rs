@@ -710,3 +710,29 @@ fn a_hook_on_the_timer_thread_cannot_make_the_timer_wait_for_itself() {
     );
     assert!(armed.cancel());
 }
+
+#[test]
+#[ignore = "fails until the watchdog thread exits with its runtime"]
+fn the_watchdog_thread_exits_with_its_runtime() {
+    if !std::path::Path::new("/proc/self/task").exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must provide /proc"
+        );
+        eprintln!("skipped: no /proc/self/task to count threads");
+        return;
+    }
+    let rt = RuntimeBuilder::new()
+        .concurrency(1)
+        .thread_name("h-wdog")
+        .watchdog(Some(Duration::from_secs(8)))
+        .build()
+        .unwrap();
+    assert!(common::eventually(5, || threads_named("h-wdog/watchdog") == 1));
+    drop(rt);
+    // It used to sleep out its period (a quarter of the threshold) first.
+    assert!(
+        common::eventually(1, || threads_named("h-wdog/watchdog") == 0),
+        "the watchdog thread outlives its runtime"
+    );
+}
