@@ -712,7 +712,6 @@ fn a_hook_on_the_timer_thread_cannot_make_the_timer_wait_for_itself() {
 }
 
 #[test]
-#[ignore = "fails until the watchdog thread exits with its runtime"]
 fn the_watchdog_thread_exits_with_its_runtime() {
     if !std::path::Path::new("/proc/self/task").exists() {
         assert!(
