@@ -735,3 +735,54 @@ fn the_watchdog_thread_exits_with_its_runtime() {
         "the watchdog thread outlives its runtime"
     );
 }
+
+/// A runtime whose `on_panic` and `on_warning` hooks flush the queue in
+/// `target` (set once the queue exists).
+fn rt_with_flushing_hooks(name: &str) -> (Runtime, Arc<Mutex<Option<Arc<Workqueue>>>>) {
+    let target: Arc<Mutex<Option<Arc<Workqueue>>>> = Arc::default();
+    let (t1, t2) = (target.clone(), target.clone());
+    let flush = |t: &Mutex<Option<Arc<Workqueue>>>| {
+        let q = t.lock().unwrap().clone();
+        if let Some(q) = q {
+            q.flush();
+        }
+    };
+    let rt = RuntimeBuilder::new()
+        .concurrency(1)
+        .watchdog(None)
+        .thread_name(name)
+        .on_panic(move |_| flush(&t1))
+        .on_warning(move |_| flush(&t2))
+        .build()
+        .unwrap();
+    (rt, target)
+}
+
+#[test]
+#[ignore = "fails until panics and drops are reported after the task is retired"]
+fn hooks_may_flush_the_queue_whose_item_they_report() {
+    // The report of an item's panic (or of its destructor's) comes after
+    // the item is accounted for, so a hook flushing that queue does not
+    // wait for the very item it is told about.
+    let (rt, target) = rt_with_flushing_hooks("h-hookflush");
+    let q = Arc::new(wq(&rt, "q"));
+    *target.lock().unwrap() = Some(q.clone());
+    q.queue_fn(|| panic!("hostile: reported to a flushing hook"));
+    let w = Work::new("panics", || {
+        panic!("hostile: work reported to a flushing hook")
+    });
+    q.queue(&w);
+    let go = hold_worker(&q);
+    let bomb = PanicOnDrop("stale token reported to a flushing hook");
+    let c = Work::new("cancelled", move || {
+        let _ = &bomb;
+    });
+    assert!(q.queue(&c));
+    assert!(c.cancel());
+    drop(c);
+    go.send(()).unwrap();
+    let q2 = q.clone();
+    within(10, "hooks flushing the reported queue", move || q2.flush());
+    *target.lock().unwrap() = None;
+    assert!(fresh_job_runs(&q), "the pool stopped serving");
+}
