@@ -299,14 +299,17 @@ impl Pool {
         if let Some(bytes) = self.cfg.stack_size {
             builder = builder.stack_size(bytes);
         }
+        // Listed before it starts: it may take an item at once, and a dump
+        // (or `running_on`) must see whoever runs it.
+        {
+            let mut all = self.workers.lock();
+            all.retain(|w| !w.exited.load(Relaxed));
+            all.push(shared.clone());
+        }
         match builder.spawn(move || worker::main(pool, me, parker)) {
-            Ok(_) => {
-                let mut all = self.workers.lock();
-                all.retain(|w| !w.exited.load(Relaxed));
-                all.push(shared);
-                true
-            }
+            Ok(_) => true,
             Err(e) => {
+                self.workers.lock().retain(|w| !Arc::ptr_eq(w, &shared));
                 self.sleep().remove_unstarted(&shared);
                 self.cfg.warn(Warning::new(
                     WarningKind::WorkerSpawnFailed,
