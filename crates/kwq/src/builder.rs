@@ -34,6 +34,7 @@ pub struct RuntimeBuilder {
     thread_name: String,
     stack_size: Option<usize>,
     watchdog: Option<Duration>,
+    detect_blocking: bool,
     hooks: Hooks,
 }
 
@@ -52,6 +53,7 @@ impl std::fmt::Debug for RuntimeBuilder {
             .field("thread_name", &self.thread_name)
             .field("stack_size", &self.stack_size)
             .field("watchdog", &self.watchdog)
+            .field("detect_blocking", &self.detect_blocking)
             .finish_non_exhaustive()
     }
 }
@@ -69,6 +71,7 @@ impl RuntimeBuilder {
             thread_name: "kwq".to_string(),
             stack_size: None,
             watchdog: Some(Duration::from_secs(30)),
+            detect_blocking: true,
             hooks: Hooks::default(),
         }
     }
@@ -152,6 +155,20 @@ impl RuntimeBuilder {
         self.on_panic(move |r| f(&r))
     }
 
+    /// Whether a monitor thread watches for workers that block outside
+    /// [`blocking`](crate::blocking) — in a plain `read()`, a std `Mutex`
+    /// or `Condvar`, `thread::sleep` — while work waits, and lets another
+    /// worker take their place (default on). On Linux it reads the
+    /// threads' scheduler state; a worker running on a CPU is never taken
+    /// for blocked. Growth is bounded: immediate up to 4 × concurrency
+    /// workers, then only for ever longer stalls, never past
+    /// [`max_workers`](Self::max_workers). Detections are reported as
+    /// [`WarningKind::BlockedWorker`].
+    pub fn detect_blocking(mut self, on: bool) -> Self {
+        self.detect_blocking = on;
+        self
+    }
+
     /// Lockup watchdog threshold (the kernel's `workqueue.watchdog_thresh`):
     /// report a pool whose worklist is non-empty and whose workers took
     /// nothing from it for this long. Default 30 s; `None` or zero disables
@@ -213,7 +230,11 @@ impl RuntimeBuilder {
             thread_name: self.thread_name,
             stack_size: self.stack_size,
             hooks: self.hooks,
+            monitor: Arc::default(),
         }));
+        if self.detect_blocking {
+            crate::pool::start_monitor(&inner);
+        }
         if let Some(thresh) = self.watchdog.filter(|d| !d.is_zero()) {
             crate::watchdog::start(&inner, thresh);
         }

@@ -69,7 +69,10 @@ impl WorkerCtx {
         self.blocking.set(depth + 1);
         if depth == 0 {
             self.shared.blocked.store(true, Relaxed);
-            self.pool.enter_blocking();
+            // If the monitor presumed us blocked, it uncounted us already.
+            if self.shared.presence.leave() {
+                self.pool.enter_blocking();
+            }
         }
     }
 
@@ -78,7 +81,9 @@ impl WorkerCtx {
         let depth = self.blocking.get() - 1;
         self.blocking.set(depth);
         if depth == 0 {
+            // Count first, then say so (`presence` module rules).
             self.pool.exit_blocking();
+            self.shared.presence.rejoin();
             self.shared.blocked.store(false, Relaxed);
         }
     }

@@ -173,6 +173,10 @@ pub enum WarningKind {
     HookPanicked,
     /// A `KWQ_*` environment variable could not be parsed and was ignored.
     InvalidEnvironment,
+    /// The pool monitor found a worker blocked outside
+    /// [`blocking`](crate::blocking) while work waited, and let another
+    /// worker take its place (reported at most once a second per pool).
+    BlockedWorker,
 }
 
 /// A problem the runtime noticed and handled, reported through `tracing`

@@ -34,6 +34,8 @@ pub(crate) struct Config {
     pub(crate) thread_name: String,
     pub(crate) stack_size: Option<usize>,
     pub(crate) hooks: Hooks,
+    /// Wakes the pool monitor (unused when it is off).
+    pub(crate) monitor: Arc<crate::pool::MonitorSignal>,
 }
 
 impl Config {
@@ -65,6 +67,7 @@ impl Drop for RuntimeInner {
         for p in self.pools.lock().iter() {
             p.shutdown();
         }
+        self.cfg.monitor.shutdown();
     }
 }
 
@@ -248,6 +251,8 @@ impl Runtime {
                     .unwrap_or_else(|| "<job>".to_string());
                 let blocked = if w.blocked.load(Relaxed) {
                     " [blocked]"
+                } else if w.presence.is_presumed() {
+                    " [blocked outside kwq::blocking]"
                 } else {
                     ""
                 };

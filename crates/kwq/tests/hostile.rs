@@ -479,7 +479,10 @@ fn a_detached_spawn_whose_result_panics_on_drop_is_reported_as_its_panic() {
         .unwrap();
     drop(rt);
     let q = wq(&rt2, "q");
+    // Detached before it runs, so the worker drops the result.
+    let go = hold_worker(&q);
     drop(q.spawn(|| PanicOnDrop("detached result")));
+    go.send(()).unwrap();
     let q = within(
         10,
         "flush after a detached result's panicking drop",
@@ -559,6 +562,8 @@ fn a_panicking_lockup_hook_does_not_stop_the_watchdog() {
         .concurrency(1)
         .thread_name("h-lockup")
         .watchdog(Some(Duration::from_millis(40)))
+        // The pool monitor would unstick the stall this test needs.
+        .detect_blocking(false)
         .on_lockup(move |_| {
             l.fetch_add(1, SeqCst);
             panic!("hostile lockup hook");
@@ -613,10 +618,15 @@ fn a_slow_input_does_not_hold_back_ready_results() {
         }
         lags
     });
-    let worst = lags.iter().max().unwrap();
+    // The median, not the worst: a loaded machine may stall any one item.
+    // (Reading the whole input first gives a median of about half of it,
+    // ~200 ms; pulling an item or two ahead, ~10 ms.)
+    let mut sorted = lags.clone();
+    sorted.sort();
+    let median = sorted[sorted.len() / 2];
     assert!(
-        *worst < Duration::from_millis(150),
-        "an output waited {worst:?} after its input (lags {lags:?})"
+        median < Duration::from_millis(100),
+        "outputs waited a median {median:?} after their inputs (lags {lags:?})"
     );
 }
 

@@ -243,6 +243,10 @@ fn run(concurrency: usize, seed: u64, iters: usize) {
                 if op == Op::BombCancelledDropped {
                     w.cancel();
                 }
+                // If the item already ran (or was cancelled and retired),
+                // this handle is the last one and the bomb goes off here,
+                // on the test's own thread: user code on a user thread.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(w)));
             }
             Op::HandleDroppedInItem => {
                 let b = Bomb::new(&ledger);
@@ -326,6 +330,9 @@ fn run(concurrency: usize, seed: u64, iters: usize) {
                     }
                     _ => {}
                 }
+                // The last handle may be this one (cancelled, or already
+                // fired): then the bomb goes off on the test's own thread.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(d)));
             }
         }
     }

@@ -65,18 +65,21 @@
 // creates a replacement if `need_more_worker`; an idle worker whose idle
 // timeout expires exits if `too_many_workers`.
 
+mod monitor;
 pub mod policy;
 mod sleep;
 mod worker;
 
+pub(crate) use monitor::{start as start_monitor, MonitorSignal};
+
 use crate::report::{Warning, WarningKind};
 use crate::runtime::Config;
-use crate::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
+use crate::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering::*};
 use crate::sync::{thread, Arc, Fifo, Mutex, Parker, Unparker};
 use crate::task::Task;
 use crate::work::WorkInner;
 use policy::{Concurrency, PoolSnapshot};
-use sleep::{Kick, Sleep, SleepState, Sleeper};
+use sleep::{Kick, Presence, Sleep, SleepState, Sleeper};
 
 /// What distinguishes pools of one runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -112,6 +115,10 @@ pub(crate) struct WorkerShared {
     /// Inside `blocking` or a CPU-intensive item.
     pub(crate) blocked: AtomicBool,
     pub(crate) exited: AtomicBool,
+    /// Who counts the worker out while it blocks (itself, or the monitor).
+    pub(crate) presence: Presence,
+    /// The thread's kernel id (0 until the thread starts; Linux only).
+    pub(crate) tid: AtomicI32,
 }
 
 impl Sleeper for Arc<WorkerShared> {
@@ -123,6 +130,9 @@ impl Sleeper for Arc<WorkerShared> {
     }
     fn unpark(&self) {
         self.unparker.unpark();
+    }
+    fn presence(&self) -> &Presence {
+        &self.presence
     }
 }
 
@@ -290,6 +300,8 @@ impl Pool {
             cur_work: Mutex::new(None),
             blocked: AtomicBool::new(false),
             exited: AtomicBool::new(false),
+            presence: Presence::new(),
+            tid: AtomicI32::new(0),
         });
         self.sleep().add_idle(shared.clone());
         let pool = self.clone();
@@ -299,8 +311,8 @@ impl Pool {
         if let Some(bytes) = self.cfg.stack_size {
             builder = builder.stack_size(bytes);
         }
-        // Listed before it starts: it may take an item at once, and a dump
-        // (or `running_on`) must see whoever runs it.
+        // Listed before the thread starts, so dumps and the monitor see a
+        // worker from its first item on.
         {
             let mut all = self.workers.lock();
             all.retain(|w| !w.exited.load(Relaxed));
@@ -332,6 +344,25 @@ impl Pool {
     /// The blocked worker runs again (kernel `wq_worker_running`).
     pub(crate) fn exit_blocking(&self) {
         self.sleep().exit_blocking();
+    }
+
+    /// The monitor presumes `w` blocked outside `kwq::blocking`: uncounts
+    /// it if it is executing an item and counted (under the idle lock, which
+    /// `go_idle` holds for its own transition). The caller kicks the pool.
+    pub(crate) fn presume_blocked(&self, w: &WorkerShared) -> bool {
+        let idle = self.idle.lock();
+        if idle.iter().any(|x| std::ptr::eq(&**x, w)) || w.cur_wq.load(Relaxed) == 0 {
+            return false;
+        }
+        let done = w.presence.presume(&self.nr_running);
+        drop(idle);
+        done
+    }
+
+    /// The monitor saw a presumed worker make progress: counts it back in
+    /// unless it settled the presumption itself.
+    pub(crate) fn release_presumed(&self, w: &WorkerShared) -> bool {
+        w.presence.release(&self.nr_running)
     }
 
     /// Marks the pool as dying: idle workers exit once the worklist is empty.

@@ -41,9 +41,14 @@ pub(super) fn main(pool: Arc<Pool>, me: Arc<WorkerShared>, parker: Parker) {
     if pool.attrs.highpri {
         crate::sync::raise_thread_priority();
     }
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid has no preconditions.
+    me.tid.store(unsafe { libc::gettid() }, Relaxed);
     pool.cfg.hooks.thread_started();
     // A new worker starts on the idle list (registered by its creator).
     while wait_woken(&pool, &me, &parker) {
+        // Off the idle list: the monitor may have work again.
+        pool.cfg.monitor.hint();
         // We left the idle list: make sure somebody is in reserve.
         if pool.sleep().none_idle() {
             pool.manage();
