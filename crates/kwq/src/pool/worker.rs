@@ -10,6 +10,18 @@
 //!       spin briefly for more work, then go idle
 //!   }
 //! ```
+//!
+//! # User code on the worker
+//!
+//! Invariant: nothing the program supplied can unwind out of this loop or
+//! leave a task unretired. Closures run under `catch_unwind`; their panic
+//! is reported while the item is still current (so a hook's waits go
+//! through `blocking` and its misuse is caught). Every other drop of user
+//! data — the last reference to an item after its run, a stale token, the
+//! runtime's configuration at exit — happens after the task is retired,
+//! through `WorkerCtx::drop_user`, which contains a panicking destructor
+//! and counts the worker as blocked meanwhile (a destructor may tear down
+//! a workqueue and wait for its items). `docs/hostile.md` lists every site.
 
 use super::{Pool, WorkerShared};
 use crate::current::{self, Running, WorkerCtx};
