@@ -5,7 +5,8 @@
 //! dropped inside items, workqueues torn down by items (from their own
 //! item, from another queue's item, by the drop of an item's closure),
 //! delayed items cancelled or re-armed and dropped, cancels, flushes and
-//! drains — on a concurrency-1 and a concurrency-2 runtime. Afterwards
+//! drains, panicking ordered stages and ordered queues torn down by an item's
+//! destructor — on a concurrency-1 and a concurrency-2 runtime. Afterwards
 //! every hostile value must have been dropped exactly once (nothing
 //! leaked), every item queued on a torn-down queue must have run, the
 //! pools must still run a fresh job, and the runtime's worker count must
@@ -19,6 +20,7 @@
 
 mod common;
 
+use kwq::ordered::{BoxedOrderedWorkqueue, OrderedWorkqueue};
 use kwq::{DelayedWork, Runtime, RuntimeBuilder, WarningKind, Work, Workqueue};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -87,9 +89,11 @@ enum Op {
     Cancel,
     Flush,
     DelayedBomb,
+    OrderedHostile,
+    OrderedTeardownByDestructor,
 }
 
-const OPS: [Op; 13] = [
+const OPS: [Op; 15] = [
     Op::PanicJob,
     Op::BombJob,
     Op::BombPayload,
@@ -103,6 +107,8 @@ const OPS: [Op; 13] = [
     Op::Cancel,
     Op::Flush,
     Op::DelayedBomb,
+    Op::OrderedHostile,
+    Op::OrderedTeardownByDestructor,
 ];
 
 /// What a run reports through the runtime's hooks.
@@ -180,6 +186,12 @@ fn run(concurrency: usize, seed: u64, iters: usize) {
         Arc::new(mk("ordered").ordered().build().unwrap()),
         Arc::new(mk("two").max_active(2).build().unwrap()),
     ];
+    let oq: BoxedOrderedWorkqueue<Option<Bomb>> = OrderedWorkqueue::builder("ordered-hostile")
+        .runtime(&rt)
+        .max_active(2)
+        .max_in_flight(64)
+        .build()
+        .unwrap();
     // Baseline: every queue has run a job, and the pool has gone idle.
     for q in &queues {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -314,6 +326,52 @@ fn run(concurrency: usize, seed: u64, iters: usize) {
                 }
                 _ => q.flush(),
             },
+            Op::OrderedHostile => {
+                // A panicking parallel stage (its ordered closure, owning a
+                // bomb, is dropped uncalled), a panicking ordered stage, or
+                // a result whose destructor panics in the ordered stage.
+                let l = ledger.clone();
+                match rng.below(3) {
+                    0 => {
+                        let b = Bomb::new(&ledger);
+                        oq.queue(
+                            Box::new(|| panic!("hostile: ordered func")),
+                            Box::new(move |_| drop(b)),
+                        )
+                    }
+                    1 => {
+                        let b = Bomb::new(&ledger);
+                        oq.queue(
+                            Box::new(|| None),
+                            Box::new(move |_| {
+                                let _b = b;
+                                panic!("hostile: ordered stage")
+                            }),
+                        )
+                    }
+                    _ => oq.queue(Box::new(move || Some(Bomb::new(&l))), Box::new(drop)),
+                }
+            }
+            Op::OrderedTeardownByDestructor => {
+                let side: BoxedOrderedWorkqueue<()> = OrderedWorkqueue::builder("side-oq")
+                    .runtime(&rt)
+                    .build()
+                    .unwrap();
+                let side = Arc::new(side);
+                let keep = side.clone();
+                let w = Work::new("oq-owner", move || {
+                    let _ = &keep;
+                });
+                q.queue(&w);
+                let l = ledger.clone();
+                l.side_queued.fetch_add(1, SeqCst);
+                side.queue(
+                    Box::new(|| ()),
+                    Box::new(move |()| {
+                        l.side_ran.fetch_add(1, SeqCst);
+                    }),
+                );
+            }
             Op::DelayedBomb => {
                 let b = Bomb::new(&ledger);
                 let d = DelayedWork::new("delayed-bomb", move || {
@@ -346,6 +404,10 @@ fn run(concurrency: usize, seed: u64, iters: usize) {
     for q in &queues {
         q.flush();
     }
+    // The ordered queue's panics are collected here (each flush returns
+    // some; the last returns none).
+    while oq.flush().is_err() {}
+    drop(oq);
     let settled = |cond: &dyn Fn() -> bool| common::eventually(20, cond);
     if !settled(&|| ledger.defused.load(SeqCst) == ledger.bombs.load(SeqCst)) {
         fail(&format!(
