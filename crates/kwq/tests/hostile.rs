@@ -804,7 +804,6 @@ fn hooks_may_flush_the_queue_whose_item_they_report() {
 }
 
 #[test]
-#[ignore = "fails until ordered_map reports panicking input destructors to on_warning"]
 fn ordered_map_reports_panicking_destructors_of_unmapped_inputs() {
     // Inputs after the one whose `f` panicked are dropped unmapped, on a
     // worker: a panicking destructor there is reported like any other.
