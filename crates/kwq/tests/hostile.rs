@@ -6,7 +6,9 @@
 //! that the problem is reported through the runtime's hooks.
 //!
 //! Every wait is bounded (`common::within`, `recv_timeout`): a hang is a
-//! failure with a message, never a stuck test binary.
+//! failure with a message, never a stuck test binary. The pool monitor
+//! (`detect_blocking`) is off: it would unstick some of the stalls these
+//! tests look for, and `hold_worker` blocks a worker on purpose.
 
 mod common;
 
@@ -42,6 +44,7 @@ fn rt1(name: &str) -> (Runtime, Seen) {
     let seen = Seen::default();
     let s = seen.clone();
     let rt = RuntimeBuilder::new()
+        .detect_blocking(false)
         .concurrency(1)
         .watchdog(None)
         .thread_name(name)
@@ -147,6 +150,7 @@ fn panic_payloads_whose_destructors_panic_are_contained() {
 #[test]
 fn a_panicking_panic_hook_holding_a_panicking_payload_is_contained() {
     let rt = RuntimeBuilder::new()
+        .detect_blocking(false)
         .concurrency(1)
         .watchdog(None)
         .thread_name("h-hook")
@@ -469,6 +473,7 @@ fn a_detached_spawn_whose_result_panics_on_drop_is_reported_as_its_panic() {
     let panics = Arc::new(AtomicUsize::new(0));
     let p = panics.clone();
     let rt2 = RuntimeBuilder::new()
+        .detect_blocking(false)
         .concurrency(1)
         .watchdog(None)
         .thread_name("h-spawn2")
@@ -500,6 +505,7 @@ fn panicking_thread_and_warning_hooks_stop_nothing() {
     let calls = Arc::new(AtomicUsize::new(0));
     let (c1, c2, c3) = (calls.clone(), calls.clone(), calls.clone());
     let rt = RuntimeBuilder::new()
+        .detect_blocking(false)
         .concurrency(1)
         .watchdog(None)
         .thread_name("h-hooks")
@@ -649,6 +655,7 @@ fn a_runtime_whose_hooks_panic_on_drop_is_torn_down_cleanly() {
     for round in 0..20 {
         let owned = Owned(drops.clone());
         let rt = RuntimeBuilder::new()
+            .detect_blocking(false)
             .concurrency(1)
             .thread_name("h-rtdrop")
             .watchdog(Some(Duration::from_millis(4)))
@@ -701,6 +708,7 @@ fn a_hook_on_the_timer_thread_cannot_make_the_timer_wait_for_itself() {
     let flushed = Arc::new(AtomicUsize::new(0));
     let f = flushed.clone();
     let rt = RuntimeBuilder::new()
+        .detect_blocking(false)
         .concurrency(1)
         .watchdog(None)
         .thread_name("h-selfwait")
@@ -737,6 +745,7 @@ fn the_watchdog_thread_exits_with_its_runtime() {
         return;
     }
     let rt = RuntimeBuilder::new()
+        .detect_blocking(false)
         .concurrency(1)
         .thread_name("h-wdog")
         .watchdog(Some(Duration::from_secs(8)))
@@ -763,6 +772,7 @@ fn rt_with_flushing_hooks(name: &str) -> (Runtime, Arc<Mutex<Option<Arc<Workqueu
         }
     };
     let rt = RuntimeBuilder::new()
+        .detect_blocking(false)
         .concurrency(1)
         .watchdog(None)
         .thread_name(name)

@@ -170,6 +170,9 @@ fn run(concurrency: usize, seed: u64, iters: usize) {
         .watchdog(None)
         .idle_timeout(Duration::from_millis(100))
         .thread_name(prefix.clone())
+        // Concurrency 1 without the pool monitor (nothing unsticks a stall
+        // kwq itself causes), concurrency 2 with it (the default).
+        .detect_blocking(concurrency != 1)
         .on_panic(move |_| {
             h1.panics.fetch_add(1, SeqCst);
         })
