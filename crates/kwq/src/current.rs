@@ -98,13 +98,9 @@ impl WorkerCtx {
         self.dropping.set(was);
     }
 
-    /// Runs `f` (which reports a panic: the hook, the payload's drop are
-    /// user code) under the same rules as [`drop_user`](Self::drop_user).
-    pub(crate) fn as_dropping<R>(&self, f: impl FnOnce() -> R) -> R {
-        let was = self.dropping.replace(true);
-        let r = f();
-        self.dropping.set(was);
-        r
+    /// The workqueue of the item being executed (a new reference).
+    pub(crate) fn running_wq(&self) -> Option<Arc<WqInner>> {
+        self.peek(|r| r.map(|r| r.wq.clone()))
     }
 
     /// Drops `wq` later, in a batch (see `graveyard`).

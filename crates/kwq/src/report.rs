@@ -14,6 +14,9 @@
 //! Events that belong to no runtime (an unparsable `KWQ_*` environment
 //! variable while the global runtime starts) go to `tracing` only.
 //!
+//! The program's `tracing` subscriber is called the same way: a panic in it
+//! is contained where kwq emits the event.
+//!
 //! Hooks run on kwq's own threads (a worker, the watchdog, a finisher) and
 //! are treated as hostile: each call is wrapped in `catch_unwind`, a hook
 //! that panics is reported as a [`WarningKind::HookPanicked`] event through
@@ -250,13 +253,15 @@ pub(crate) struct Hooks {
 impl Hooks {
     /// Reports a panic of user code run on a kwq thread.
     pub(crate) fn panic(&self, report: PanicReport) {
-        tracing::error!(
-            target: "kwq",
-            work = report.work(),
-            workqueue = report.workqueue(),
-            "work item panicked: {}",
-            report.message()
-        );
+        emit(|| {
+            tracing::error!(
+                target: "kwq",
+                work = report.work(),
+                workqueue = report.workqueue(),
+                "work item panicked: {}",
+                report.message()
+            )
+        });
         match &self.panic {
             Some(h) => call_hook("on_panic", || h(report)),
             None => drop(report),
@@ -265,13 +270,15 @@ impl Hooks {
 
     /// Reports a stalled pool.
     pub(crate) fn lockup(&self, report: &crate::LockupReport) {
-        tracing::error!(
-            target: "kwq",
-            pool = report.pool(),
-            stuck_for_ms = report.stuck_for().as_millis() as u64,
-            waiting = report.waiting(),
-            "{report}"
-        );
+        emit(|| {
+            tracing::error!(
+                target: "kwq",
+                pool = report.pool(),
+                stuck_for_ms = report.stuck_for().as_millis() as u64,
+                waiting = report.waiting(),
+                "{report}"
+            )
+        });
         if let Some(h) = &self.lockup {
             call_hook("on_lockup", || h(report));
         }
@@ -309,13 +316,34 @@ impl Hooks {
 
 /// Emits `w` as a `tracing` event only (no hook).
 pub(crate) fn trace_warning(w: &Warning) {
-    tracing::warn!(
-        target: "kwq",
-        kind = ?w.kind(),
-        workqueue = w.workqueue(),
-        work = w.work(),
-        "{w}"
-    );
+    emit(|| {
+        tracing::warn!(
+            target: "kwq",
+            kind = ?w.kind(),
+            workqueue = w.workqueue(),
+            work = w.work(),
+            "{w}"
+        )
+    });
+}
+
+/// Emits a `tracing` event. The subscriber is the program's code, run on
+/// kwq's threads like a hook: its panic is contained, and its payload is
+/// dropped contained too, without any further event (which would call the
+/// same subscriber again).
+fn emit(f: impl FnOnce()) {
+    let Err(mut p) = catch_unwind(AssertUnwindSafe(f)) else {
+        return;
+    };
+    for _ in 0..MAX_DROP_ROUNDS {
+        match catch_unwind(AssertUnwindSafe(move || drop(p))) {
+            Ok(()) => return,
+            Err(next) => p = next,
+        }
+    }
+    // Eight nested panicking destructors: the only leak (unreportable,
+    // since reporting is what failed).
+    std::mem::forget(p);
 }
 
 /// Calls a user hook, containing its panic (reported through `tracing`

@@ -17,7 +17,7 @@ use crate::builder::RuntimeBuilder;
 use crate::error::BuildError;
 use crate::pool::{Pool, PoolAttrs};
 use crate::sync::atomic::Ordering::*;
-use crate::sync::{downgrade, Arc, Mutex, Weak};
+use crate::sync::{downgrade, Arc, Mutex, Unparker, Weak};
 use crate::workqueue::WqInner;
 use std::any::Any;
 use std::fmt::Write as _;
@@ -56,10 +56,16 @@ pub(crate) struct RuntimeInner {
     pub(crate) cfg: Arc<Config>,
     pools: Mutex<Vec<Arc<Pool>>>,
     wqs: Mutex<Vec<Weak<WqInner>>>,
+    /// Wakes the lockup watchdog, if any, so that it exits with the runtime
+    /// instead of sleeping out its period first.
+    pub(crate) watchdog: Mutex<Option<Unparker>>,
 }
 
 impl Drop for RuntimeInner {
     fn drop(&mut self) {
+        if let Some(w) = self.watchdog.lock().take() {
+            w.unpark();
+        }
         for p in self.pools.lock().iter() {
             p.shutdown();
         }
@@ -73,6 +79,7 @@ impl RuntimeInner {
             cfg: Arc::new(cfg),
             pools: Mutex::new(Vec::new()),
             wqs: Mutex::new(Vec::new()),
+            watchdog: Mutex::new(None),
         }
     }
 

@@ -11,12 +11,12 @@
 //! telling the pool, or the pool is at its worker cap.
 //!
 //! The watchdog holds only a weak reference to its runtime and exits when
-//! the runtime goes away.
+//! the runtime goes away: the runtime's drop wakes it.
 
 use crate::report::{Warning, WarningKind};
 use crate::runtime::{Runtime, RuntimeInner};
 use crate::sync::atomic::Ordering::Relaxed;
-use crate::sync::{downgrade, thread, Arc, Weak};
+use crate::sync::{downgrade, thread, Arc, Parker, Weak};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -88,9 +88,11 @@ struct PoolWatch {
 pub(crate) fn start(rt: &Arc<RuntimeInner>, thresh: Duration) {
     let weak: Weak<RuntimeInner> = downgrade(rt);
     let name = format!("{}/watchdog", rt.cfg.thread_name);
+    let parker = Parker::new();
+    *rt.watchdog.lock() = Some(parker.unparker());
     let spawned = thread::Builder::new()
         .name(name)
-        .spawn(move || run(weak, thresh));
+        .spawn(move || run(weak, thresh, parker));
     if let Err(e) = spawned {
         rt.cfg.warn(Warning::new(
             WarningKind::ThreadSpawnFailed,
@@ -99,11 +101,13 @@ pub(crate) fn start(rt: &Arc<RuntimeInner>, thresh: Duration) {
     }
 }
 
-fn run(rt: Weak<RuntimeInner>, thresh: Duration) {
+fn run(rt: Weak<RuntimeInner>, thresh: Duration, parker: Parker) {
     let period = (thresh / 4).max(Duration::from_millis(1));
     let mut seen: HashMap<usize, PoolWatch> = HashMap::new();
     loop {
-        thread::sleep(period);
+        // Woken early only by the runtime's drop (or spuriously: a round
+        // early is harmless).
+        parker.park_timeout(period);
         let Some(inner) = rt.upgrade() else { return };
         let now = Instant::now();
         for pool in inner.pools() {

@@ -6,7 +6,9 @@
 //! that the problem is reported through the runtime's hooks.
 //!
 //! Every wait is bounded (`common::within`, `recv_timeout`): a hang is a
-//! failure with a message, never a stuck test binary.
+//! failure with a message, never a stuck test binary. The pool monitor
+//! (`detect_blocking`) is off: it would unstick some of the stalls these
+//! tests look for, and `hold_worker` blocks a worker on purpose.
 
 mod common;
 
@@ -42,6 +44,7 @@ fn rt1(name: &str) -> (Runtime, Seen) {
     let seen = Seen::default();
     let s = seen.clone();
     let rt = RuntimeBuilder::new()
+        .detect_blocking(false)
         .concurrency(1)
         .watchdog(None)
         .thread_name(name)
@@ -121,7 +124,10 @@ fn a_cancelled_work_whose_destructor_panics_is_still_retired() {
     );
     assert_eq!(q.in_flight(), 0);
     assert!(fresh_job_runs(&q), "the pool stopped serving");
-    assert_eq!(seen.count(WarningKind::DropPanicked), 1);
+    // Reported just after the token is retired (so maybe after `flush`).
+    assert!(common::eventually(5, || seen
+        .count(WarningKind::DropPanicked)
+        == 1));
 }
 
 #[test]
@@ -144,6 +150,7 @@ fn panic_payloads_whose_destructors_panic_are_contained() {
 #[test]
 fn a_panicking_panic_hook_holding_a_panicking_payload_is_contained() {
     let rt = RuntimeBuilder::new()
+        .detect_blocking(false)
         .concurrency(1)
         .watchdog(None)
         .thread_name("h-hook")
@@ -466,6 +473,7 @@ fn a_detached_spawn_whose_result_panics_on_drop_is_reported_as_its_panic() {
     let panics = Arc::new(AtomicUsize::new(0));
     let p = panics.clone();
     let rt2 = RuntimeBuilder::new()
+        .detect_blocking(false)
         .concurrency(1)
         .watchdog(None)
         .thread_name("h-spawn2")
@@ -476,7 +484,10 @@ fn a_detached_spawn_whose_result_panics_on_drop_is_reported_as_its_panic() {
         .unwrap();
     drop(rt);
     let q = wq(&rt2, "q");
+    // Detached before it runs, so the worker drops the result.
+    let go = hold_worker(&q);
     drop(q.spawn(|| PanicOnDrop("detached result")));
+    go.send(()).unwrap();
     let q = within(
         10,
         "flush after a detached result's panicking drop",
@@ -494,6 +505,7 @@ fn panicking_thread_and_warning_hooks_stop_nothing() {
     let calls = Arc::new(AtomicUsize::new(0));
     let (c1, c2, c3) = (calls.clone(), calls.clone(), calls.clone());
     let rt = RuntimeBuilder::new()
+        .detect_blocking(false)
         .concurrency(1)
         .watchdog(None)
         .thread_name("h-hooks")
@@ -530,6 +542,7 @@ fn panicking_thread_and_warning_hooks_stop_nothing() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    let go = hold_worker(&q);
     let w = Work::new("bomb", {
         let b = PanicOnDrop("reported to a panicking hook");
         move || {
@@ -537,7 +550,8 @@ fn panicking_thread_and_warning_hooks_stop_nothing() {
         }
     });
     q.queue(&w);
-    drop(w);
+    drop(w); // pending: the worker drops the last reference
+    go.send(()).unwrap();
     let q = within(10, "flush", move || {
         q.flush();
         q
@@ -610,10 +624,15 @@ fn a_slow_input_does_not_hold_back_ready_results() {
         }
         lags
     });
-    let worst = lags.iter().max().unwrap();
+    // The median, not the worst: a loaded machine may stall any one item.
+    // (Reading the whole input first gives a median of about half of it,
+    // ~200 ms; pulling an item or two ahead, ~10 ms.)
+    let mut sorted = lags.clone();
+    sorted.sort();
+    let median = sorted[sorted.len() / 2];
     assert!(
-        *worst < Duration::from_millis(150),
-        "an output waited {worst:?} after its input (lags {lags:?})"
+        median < Duration::from_millis(100),
+        "outputs waited a median {median:?} after their inputs (lags {lags:?})"
     );
 }
 
@@ -636,6 +655,7 @@ fn a_runtime_whose_hooks_panic_on_drop_is_torn_down_cleanly() {
     for round in 0..20 {
         let owned = Owned(drops.clone());
         let rt = RuntimeBuilder::new()
+            .detect_blocking(false)
             .concurrency(1)
             .thread_name("h-rtdrop")
             .watchdog(Some(Duration::from_millis(4)))
@@ -688,6 +708,7 @@ fn a_hook_on_the_timer_thread_cannot_make_the_timer_wait_for_itself() {
     let flushed = Arc::new(AtomicUsize::new(0));
     let f = flushed.clone();
     let rt = RuntimeBuilder::new()
+        .detect_blocking(false)
         .concurrency(1)
         .watchdog(None)
         .thread_name("h-selfwait")
@@ -711,4 +732,118 @@ fn a_hook_on_the_timer_thread_cannot_make_the_timer_wait_for_itself() {
         "the timer thread waits for itself"
     );
     assert!(armed.cancel());
+}
+
+#[test]
+fn the_watchdog_thread_exits_with_its_runtime() {
+    if !std::path::Path::new("/proc/self/task").exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI must provide /proc"
+        );
+        eprintln!("skipped: no /proc/self/task to count threads");
+        return;
+    }
+    let rt = RuntimeBuilder::new()
+        .detect_blocking(false)
+        .concurrency(1)
+        .thread_name("h-wdog")
+        .watchdog(Some(Duration::from_secs(8)))
+        .build()
+        .unwrap();
+    assert!(common::eventually(5, || threads_named("h-wdog/watchdog") == 1));
+    drop(rt);
+    // It used to sleep out its period (a quarter of the threshold) first.
+    assert!(
+        common::eventually(1, || threads_named("h-wdog/watchdog") == 0),
+        "the watchdog thread outlives its runtime"
+    );
+}
+
+/// A runtime whose `on_panic` and `on_warning` hooks flush the queue in
+/// `target` (set once the queue exists).
+fn rt_with_flushing_hooks(name: &str) -> (Runtime, Arc<Mutex<Option<Arc<Workqueue>>>>) {
+    let target: Arc<Mutex<Option<Arc<Workqueue>>>> = Arc::default();
+    let (t1, t2) = (target.clone(), target.clone());
+    let flush = |t: &Mutex<Option<Arc<Workqueue>>>| {
+        let q = t.lock().unwrap().clone();
+        if let Some(q) = q {
+            q.flush();
+        }
+    };
+    let rt = RuntimeBuilder::new()
+        .detect_blocking(false)
+        .concurrency(1)
+        .watchdog(None)
+        .thread_name(name)
+        .on_panic(move |_| flush(&t1))
+        .on_warning(move |_| flush(&t2))
+        .build()
+        .unwrap();
+    (rt, target)
+}
+
+#[test]
+fn hooks_may_flush_the_queue_whose_item_they_report() {
+    // A panic is reported while its item is still current: a hook that
+    // flushes that queue is refused (a misuse panic, contained) instead of
+    // waiting for the very item it is told about. A stale token's
+    // panicking destructor is reported after the token is retired, so a
+    // hook may flush then.
+    let (rt, target) = rt_with_flushing_hooks("h-hookflush");
+    let q = Arc::new(wq(&rt, "q"));
+    *target.lock().unwrap() = Some(q.clone());
+    q.queue_fn(|| panic!("hostile: reported to a flushing hook"));
+    let w = Work::new("panics", || {
+        panic!("hostile: work reported to a flushing hook")
+    });
+    q.queue(&w);
+    let go = hold_worker(&q);
+    let bomb = PanicOnDrop("stale token reported to a flushing hook");
+    let c = Work::new("cancelled", move || {
+        let _ = &bomb;
+    });
+    assert!(q.queue(&c));
+    assert!(c.cancel());
+    drop(c);
+    go.send(()).unwrap();
+    let q2 = q.clone();
+    within(10, "hooks flushing the reported queue", move || q2.flush());
+    *target.lock().unwrap() = None;
+    assert!(fresh_job_runs(&q), "the pool stopped serving");
+}
+
+#[test]
+fn ordered_map_reports_panicking_destructors_of_unmapped_inputs() {
+    // Inputs after the one whose `f` panicked are dropped unmapped, on a
+    // worker: a panicking destructor there is reported like any other.
+    struct In(u64);
+    impl Drop for In {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                panic!("hostile: unmapped input {}", self.0);
+            }
+        }
+    }
+    let (rt, seen) = rt1("h-mapin");
+    const K: u64 = 5_000;
+    let r = within(30, "ordered_map with hostile inputs", move || {
+        catch_unwind(AssertUnwindSafe(|| {
+            kwq::ordered::OrderedMapBuilder::new()
+                .runtime(&rt)
+                .map((0..10_000u64).map(In), |x| {
+                    let v = x.0;
+                    std::mem::forget(x);
+                    assert!(v != K, "hostile map at {K}");
+                    v
+                })
+                .unwrap()
+                .count()
+        }))
+    });
+    assert!(r.is_err());
+    assert!(
+        common::eventually(5, || seen.count(WarningKind::DropPanicked) >= 1),
+        "no panicking input destructor reported"
+    );
 }

@@ -5,7 +5,8 @@
 //! dropped inside items, workqueues torn down by items (from their own
 //! item, from another queue's item, by the drop of an item's closure),
 //! delayed items cancelled or re-armed and dropped, cancels, flushes and
-//! drains — on a concurrency-1 and a concurrency-2 runtime. Afterwards
+//! drains, panicking ordered stages and ordered queues torn down by an item's
+//! destructor — on a concurrency-1 and a concurrency-2 runtime. Afterwards
 //! every hostile value must have been dropped exactly once (nothing
 //! leaked), every item queued on a torn-down queue must have run, the
 //! pools must still run a fresh job, and the runtime's worker count must
@@ -19,6 +20,7 @@
 
 mod common;
 
+use kwq::ordered::{BoxedOrderedWorkqueue, OrderedWorkqueue};
 use kwq::{DelayedWork, Runtime, RuntimeBuilder, WarningKind, Work, Workqueue};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
@@ -33,7 +35,14 @@ struct Ledger {
     side_ran: AtomicUsize,
 }
 
-/// Panics when dropped (after counting the drop).
+thread_local! {
+    /// Set on the test's own thread: a bomb whose last handle the test
+    /// drops there (its item already ran) is the program's own business,
+    /// not a kwq thread's, so it does not go off there.
+    static USER_THREAD: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Panics when dropped on a kwq thread (after counting the drop).
 struct Bomb(Arc<Ledger>);
 impl Bomb {
     fn new(l: &Arc<Ledger>) -> Bomb {
@@ -44,7 +53,7 @@ impl Bomb {
 impl Drop for Bomb {
     fn drop(&mut self) {
         self.0.defused.fetch_add(1, SeqCst);
-        if !std::thread::panicking() {
+        if !std::thread::panicking() && !USER_THREAD.with(|u| u.get()) {
             panic!("hostile: bomb destructor");
         }
     }
@@ -80,9 +89,11 @@ enum Op {
     Cancel,
     Flush,
     DelayedBomb,
+    OrderedHostile,
+    OrderedTeardownByDestructor,
 }
 
-const OPS: [Op; 13] = [
+const OPS: [Op; 15] = [
     Op::PanicJob,
     Op::BombJob,
     Op::BombPayload,
@@ -96,6 +107,8 @@ const OPS: [Op; 13] = [
     Op::Cancel,
     Op::Flush,
     Op::DelayedBomb,
+    Op::OrderedHostile,
+    Op::OrderedTeardownByDestructor,
 ];
 
 /// What a run reports through the runtime's hooks.
@@ -157,6 +170,9 @@ fn run(concurrency: usize, seed: u64, iters: usize) {
         .watchdog(None)
         .idle_timeout(Duration::from_millis(100))
         .thread_name(prefix.clone())
+        // Concurrency 1 without the pool monitor (nothing unsticks a stall
+        // kwq itself causes), concurrency 2 with it (the default).
+        .detect_blocking(concurrency != 1)
         .on_panic(move |_| {
             h1.panics.fetch_add(1, SeqCst);
         })
@@ -173,6 +189,12 @@ fn run(concurrency: usize, seed: u64, iters: usize) {
         Arc::new(mk("ordered").ordered().build().unwrap()),
         Arc::new(mk("two").max_active(2).build().unwrap()),
     ];
+    let oq: BoxedOrderedWorkqueue<Option<Bomb>> = OrderedWorkqueue::builder("ordered-hostile")
+        .runtime(&rt)
+        .max_active(2)
+        .max_in_flight(64)
+        .build()
+        .unwrap();
     // Baseline: every queue has run a job, and the pool has gone idle.
     for q in &queues {
         let (tx, rx) = std::sync::mpsc::channel();
@@ -189,6 +211,7 @@ fn run(concurrency: usize, seed: u64, iters: usize) {
     });
     let dog = watchdog(seed, rt.clone(), progress.clone());
     let ledger = Arc::new(Ledger::default());
+    USER_THREAD.with(|u| u.set(true));
     let mut rng = Rng(seed ^ concurrency as u64);
     let mut live: Vec<Work> = Vec::new();
     let mut counts = [0usize; OPS.len()];
@@ -306,6 +329,52 @@ fn run(concurrency: usize, seed: u64, iters: usize) {
                 }
                 _ => q.flush(),
             },
+            Op::OrderedHostile => {
+                // A panicking parallel stage (its ordered closure, owning a
+                // bomb, is dropped uncalled), a panicking ordered stage, or
+                // a result whose destructor panics in the ordered stage.
+                let l = ledger.clone();
+                match rng.below(3) {
+                    0 => {
+                        let b = Bomb::new(&ledger);
+                        oq.queue(
+                            Box::new(|| panic!("hostile: ordered func")),
+                            Box::new(move |_| drop(b)),
+                        )
+                    }
+                    1 => {
+                        let b = Bomb::new(&ledger);
+                        oq.queue(
+                            Box::new(|| None),
+                            Box::new(move |_| {
+                                let _b = b;
+                                panic!("hostile: ordered stage")
+                            }),
+                        )
+                    }
+                    _ => oq.queue(Box::new(move || Some(Bomb::new(&l))), Box::new(drop)),
+                }
+            }
+            Op::OrderedTeardownByDestructor => {
+                let side: BoxedOrderedWorkqueue<()> = OrderedWorkqueue::builder("side-oq")
+                    .runtime(&rt)
+                    .build()
+                    .unwrap();
+                let side = Arc::new(side);
+                let keep = side.clone();
+                let w = Work::new("oq-owner", move || {
+                    let _ = &keep;
+                });
+                q.queue(&w);
+                let l = ledger.clone();
+                l.side_queued.fetch_add(1, SeqCst);
+                side.queue(
+                    Box::new(|| ()),
+                    Box::new(move |()| {
+                        l.side_ran.fetch_add(1, SeqCst);
+                    }),
+                );
+            }
             Op::DelayedBomb => {
                 let b = Bomb::new(&ledger);
                 let d = DelayedWork::new("delayed-bomb", move || {
@@ -338,6 +407,10 @@ fn run(concurrency: usize, seed: u64, iters: usize) {
     for q in &queues {
         q.flush();
     }
+    // The ordered queue's panics are collected here (each flush returns
+    // some; the last returns none).
+    while oq.flush().is_err() {}
+    drop(oq);
     let settled = |cond: &dyn Fn() -> bool| common::eventually(20, cond);
     if !settled(&|| ledger.defused.load(SeqCst) == ledger.bombs.load(SeqCst)) {
         fail(&format!(

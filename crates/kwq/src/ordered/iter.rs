@@ -33,12 +33,13 @@
 //! thread when the iterator reaches the item that panicked: every item
 //! before it — in earlier batches and in its own — is yielded first. The
 //! inputs of that batch after the panicking one are dropped unmapped (a
-//! panic of their destructors is contained and reported through
-//! `tracing`).
+//! panic of their destructors is contained and reported as a
+//! `DropPanicked` warning).
 
 use super::cost::{Cost, TARGET_BATCH_NS};
 use super::crew::{Crew, Stages, MAX_RUNNERS};
 use super::ring::Ring;
+use crate::report::Hooks;
 use crate::sync::atomic::{AtomicBool, Ordering::*};
 use crate::sync::Arc;
 use crate::BuildError;
@@ -63,6 +64,9 @@ pub(crate) struct MapStages<X, U, Fun> {
     cost: Cost,
     /// The iterator was dropped: skip remaining batches.
     cancelled: AtomicBool,
+    /// The runtime's hooks: where a panicking destructor of an input
+    /// dropped unmapped is reported.
+    hooks: Hooks,
     _types: std::marker::PhantomData<fn(X) -> U>,
 }
 
@@ -87,12 +91,13 @@ where
 
     fn func(&self, _seq: u64, job: Vec<X>) -> Outcome<U> {
         if self.cancelled.load(Relaxed) {
-            // The iterator is gone: skip `f`, but drop the inputs under
-            // `catch_unwind` too — a stage must not unwind (a panicking
-            // input destructor would otherwise escape between the ring's
-            // `take_job` and `complete`).
-            let r = catch_unwind(AssertUnwindSafe(move || drop(job)));
-            return (Vec::new(), r.err());
+            // The iterator is gone: skip `f`, but drop the inputs contained
+            // too — a stage must not unwind (a panicking input destructor
+            // would otherwise escape between the ring's `take_job` and
+            // `complete`) — and report a panicking one.
+            self.hooks
+                .drop_contained(job, "an ordered_map input (map dropped)");
+            return (Vec::new(), None);
         }
         let n = job.len() as u64;
         let start = Instant::now();
@@ -106,7 +111,8 @@ where
             out.extend(inputs.by_ref().map(&self.f));
         }));
         // Unmapped inputs after a panic: user values, dropped contained.
-        crate::report::drop_contained(inputs, "an ordered_map input");
+        self.hooks
+            .drop_contained(inputs, "an ordered_map input (after a panic of f)");
         let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.cost.record(n, ns);
         (out, r.err())
@@ -219,6 +225,7 @@ impl OrderedMapBuilder {
             f,
             cost: Cost::default(),
             cancelled: AtomicBool::new(false),
+            hooks: rt.inner.cfg.hooks.clone(),
             _types: std::marker::PhantomData,
         };
         let crew = Crew::new(

@@ -10,6 +10,18 @@
 //!       spin briefly for more work, then go idle
 //!   }
 //! ```
+//!
+//! # User code on the worker
+//!
+//! Invariant: nothing the program supplied can unwind out of this loop or
+//! leave a task unretired. Closures run under `catch_unwind`; their panic
+//! is reported while the item is still current (so a hook's waits go
+//! through `blocking` and its misuse is caught). Every other drop of user
+//! data — the last reference to an item after its run, a stale token, the
+//! runtime's configuration at exit — happens after the task is retired,
+//! through `WorkerCtx::drop_user`, which contains a panicking destructor
+//! and counts the worker as blocked meanwhile (a destructor may tear down
+//! a workqueue and wait for its items). `docs/hostile.md` lists every site.
 
 use super::{Pool, WorkerShared};
 use crate::current::{self, Running, WorkerCtx};
@@ -126,8 +138,9 @@ fn wait_woken(pool: &Pool, me: &Arc<WorkerShared>, parker: &Parker) -> bool {
 /// closure is user data (`WorkerCtx::drop_user`).
 fn retire_stale(ctx: &WorkerCtx, task: Task) {
     let (wq, color, admitted) = (task.wq.clone(), task.color, task.admitted);
-    ctx.drop_user(task, "a cancelled work item");
+    // Retired first: a hook told about a panicking destructor may flush.
     wq.retire_parts(color, admitted);
+    ctx.drop_user(task, "a cancelled work item");
     ctx.drop_later(wq);
 }
 
@@ -227,6 +240,13 @@ fn process_work(pool: &Arc<Pool>, me: &WorkerShared, ctx: &WorkerCtx, task: Task
 /// worker context and dumps, steps out of concurrency management for a
 /// CPU-intensive queue, and reports a panic naming the item. Returns the
 /// workqueue back for retirement.
+///
+/// The report (the `on_panic` hook, the payload's destructor: user code)
+/// runs while the item is still the worker's current one: a wait inside it
+/// goes through `blocking` as the item's own would, and the misuse checks
+/// apply — a hook that flushes the item's own queue or item is refused
+/// (it would wait for the task it is told about, not yet retired) instead
+/// of hanging, and `flush` returning still means the panic was reported.
 fn execute(
     pool: &Arc<Pool>,
     me: &WorkerShared,
@@ -251,15 +271,16 @@ fn execute(
     if cpu_intensive {
         ctx.rejoin_running();
     }
+    if let Err(p) = r {
+        let name = work.map_or("<job>", |w| w.name());
+        // A reference of our own: the item stays current meanwhile.
+        let wq = ctx.running_wq().expect("worker context lost");
+        pool.cfg.report_panic(name, wq.name(), p);
+    }
     let Running { wq, .. } = ctx.take_running().expect("worker context lost");
     me.cur_wq.store(0, Relaxed);
     if work.is_some() {
         *me.cur_work.lock() = None;
-    }
-    if let Err(p) = r {
-        let name = work.map_or("<job>", |w| w.name());
-        // The hook and the payload's destructor are user code.
-        ctx.as_dropping(|| pool.cfg.report_panic(name, wq.name(), p));
     }
     wq
 }

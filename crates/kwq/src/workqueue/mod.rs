@@ -191,15 +191,15 @@ impl WqInner {
     /// Retires a consumed task: gives back its `max_active` slot (activating
     /// inactive tasks) and uncounts its flush colour.
     /// The token may hold the last reference to a work item, whose closure
-    /// is user data: a panicking destructor is contained and reported, and
-    /// the task is retired either way.
+    /// is user data: a panicking destructor is contained and reported
+    /// (after the task is retired: a hook told about it may flush).
     pub(crate) fn retire(self: Arc<Self>, task: Task) {
         let (color, admitted) = (task.color, task.admitted);
+        self.retire_parts(color, admitted);
         self.pool
             .cfg
             .hooks
             .drop_contained(task, "a cancelled work item");
-        self.retire_parts(color, admitted);
     }
 
     pub(crate) fn retire_parts(&self, color: u8, admitted: bool) {
