@@ -1,0 +1,9 @@
+//! Integration tests of kwq-store: the API, the model-based test, crash
+//! safety, corruption and stacking. One binary (modules below).
+
+mod api;
+mod common;
+mod corrupt;
+mod crash;
+mod model;
+mod stack;
