@@ -101,9 +101,9 @@ impl FaultyDevice {
         }
     }
 
-    /// After `n` more successful writes, the power goes off: every later
-    /// I/O fails with `EIO` until [`crash_image`](Self::crash_image) is
-    /// taken.
+    /// After `n` more writes, the power goes off: the next I/O of any
+    /// kind (read, write or flush) and every later one fail with `EIO`.
+    /// Take [`crash_image`](Self::crash_image) to see what survived.
     pub fn cut_after_writes(&self, n: u64) {
         let mut s = lock(&self.state);
         s.cut_at = Some(s.writes + n);
@@ -173,12 +173,23 @@ impl FaultyDevice {
     }
 }
 
+impl State {
+    /// Fails if the power is (now) off.
+    fn check_power(&mut self) -> io::Result<()> {
+        if self.cut_at.is_some_and(|c| self.writes >= c) {
+            self.dead = true;
+        }
+        if self.dead {
+            return Err(FaultyDevice::dead_error());
+        }
+        Ok(())
+    }
+}
+
 impl Device for FaultyDevice {
     fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
-        let s = lock(&self.state);
-        if s.dead {
-            return Err(Self::dead_error());
-        }
+        let mut s = lock(&self.state);
+        s.check_power()?;
         check_range(s.current.len() as u64, off, buf.len())?;
         let end = off + buf.len() as u64;
         if s.fail_reads.iter().any(|&(a, b)| off < b && a < end) {
@@ -190,18 +201,12 @@ impl Device for FaultyDevice {
 
     fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
         let mut s = lock(&self.state);
-        if s.dead {
-            return Err(Self::dead_error());
-        }
+        s.check_power()?;
         check_range(s.current.len() as u64, off, buf.len())?;
         let n = s.writes;
         s.writes += 1;
         if s.fail_writes.remove(&n) {
             return Err(io::Error::from_raw_os_error(libc::EIO));
-        }
-        if s.cut_at.is_some_and(|c| n >= c) {
-            s.dead = true;
-            return Err(Self::dead_error());
         }
         s.current[off as usize..off as usize + buf.len()].copy_from_slice(buf);
         s.unflushed.push((off, buf.to_vec()));
@@ -210,9 +215,7 @@ impl Device for FaultyDevice {
 
     fn flush(&self) -> io::Result<()> {
         let mut s = lock(&self.state);
-        if s.dead {
-            return Err(Self::dead_error());
-        }
+        s.check_power()?;
         let State {
             current,
             durable,
