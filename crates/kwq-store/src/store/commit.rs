@@ -27,6 +27,15 @@
 //! 7. On success, the spare slot becomes the newest, and the pending list
 //!    is released: the superblock that frees those blocks is durable.
 //!
+//! When step 2 runs out of space and the namespace changed since the last
+//! commit, steps 5–7 still run, without the data (then `ENOSPC` is
+//! returned): an unlink or truncate that frees space must be able to
+//! commit while the dirty data that needs the space cannot. Such a commit
+//! records the live namespace and sizes over the previous extents, so
+//! after a crash the unwritten ranges read as their previous contents or
+//! as holes — the one case where a durable state is not an exact snapshot
+//! (it is what POSIX allows for data that was not `fsync`ed).
+//!
 //! [`OrderedWorkqueue`]: kwq::ordered::OrderedWorkqueue
 
 use std::sync::{Arc, Mutex};
@@ -99,6 +108,25 @@ impl Shared {
             return Ok(());
         }
         let txn = st.gen + 1;
+        match self.write_back(st, txn) {
+            Ok(()) => self.commit_meta(st, txn),
+            Err(e) if e.is_no_space() && st.changed => {
+                // The data does not fit, but the namespace may free space
+                // (an unlink, a truncate): commit it without the data, so
+                // the space comes back (see the module docs).
+                tracing::warn!(
+                    txn,
+                    "no room for the dirty data; committing the namespace alone"
+                );
+                self.commit_meta(st, txn)?;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Steps 1–4: writes every dirty chunk and installs the extents.
+    fn write_back(&self, st: &mut State, txn: u64) -> Result<()> {
         let es = self.extent_size as u64;
 
         // 1–2: data.
@@ -199,7 +227,11 @@ impl Shared {
                 self.release_extent(st, &old);
             }
         }
+        Ok(())
+    }
 
+    /// Steps 5–7: writes the namespace and the superblock.
+    fn commit_meta(&self, st: &mut State, txn: u64) -> Result<()> {
         // 5: metadata.
         let blob = encode_inodes(st.inodes.iter().filter(|(_, i)| i.nlink > 0));
         let packed = zstd::bulk::compress(&blob, self.opts.level).map_err(StoreError::Io)?;

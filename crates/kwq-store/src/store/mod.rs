@@ -24,9 +24,11 @@
 mod commit;
 mod data;
 mod ns;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
 use std::time::Duration;
 
 use kwq::ordered::{BoxedOrderedWorkqueue, OrderedWorkqueue};
@@ -277,7 +279,7 @@ impl Store {
                 let weak = weak.clone();
                 let dw = kwq::DelayedWork::new("kwq-store-periodic-commit", move || {
                     let Some(sh) = weak.upgrade() else { return };
-                    let mut st = lock(&sh.state);
+                    let mut st = sh.lock_state();
                     if let Err(e) = kwq::blocking(|| sh.commit_locked(&mut st)) {
                         tracing::warn!(error = %e, "periodic commit failed");
                     }
@@ -306,7 +308,7 @@ impl Store {
     }
 
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {
-        lock(&self.shared.state)
+        self.shared.lock_state()
     }
 
     /// Commits everything: on return, every change made before the call
@@ -392,6 +394,23 @@ impl Drop for Store {
             if let Err(e) = self.sync() {
                 tracing::warn!(error = %e, "commit at unmount failed");
             }
+        }
+    }
+}
+
+impl Shared {
+    /// Takes the state lock. Waiting for it is announced to kwq
+    /// ([`kwq::blocking`]): callers run on kwq workers too (the periodic
+    /// commit; an upper store's writeback calling into this one), and a
+    /// worker that sleeps on a mutex unannounced still counts as running,
+    /// so the pool would not start the workers that the lock holder's
+    /// commit waits for — a pool-starvation deadlock that the stacked
+    /// test found.
+    pub(crate) fn lock_state(&self) -> MutexGuard<'_, State> {
+        match self.state.try_lock() {
+            Ok(g) => g,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => kwq::blocking(|| lock(&self.state)),
         }
     }
 }

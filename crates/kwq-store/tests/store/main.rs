@@ -3,7 +3,6 @@
 
 mod api;
 mod common;
-mod corrupt;
 mod crash;
 mod model;
 mod stack;
