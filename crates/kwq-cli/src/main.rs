@@ -7,6 +7,7 @@
 
 mod demo;
 mod model;
+mod store;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -25,6 +26,12 @@ enum Cmd {
     Demo(demo::DemoArgs),
     /// Model-check the kernel's workqueue + Btrfs ordered-work algorithm.
     Model(model::ModelArgs),
+    /// Create a kwq-store image (IMAGE may be `LOWER.img:/path/upper.img`).
+    Mkfs(store::MkfsArgs),
+    /// Check a kwq-store image (exit codes as e2fsck's).
+    Fsck(store::FsckArgs),
+    /// Read and change a kwq-store image without mounting it.
+    Store(store::StoreArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +50,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Demo(a) => demo::run(a),
         Cmd::Model(a) => model::run(a),
+        Cmd::Mkfs(a) => store::mkfs(a),
+        Cmd::Fsck(a) => store::fsck(a),
+        Cmd::Store(a) => store::run(a),
     }
 }
 
