@@ -8,6 +8,7 @@
 mod demo;
 mod model;
 mod store;
+mod store_stack;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -32,6 +33,8 @@ enum Cmd {
     Fsck(store::FsckArgs),
     /// Read and change a kwq-store image without mounting it.
     Store(store::StoreArgs),
+    /// Two stacked compressing stores on one runtime, both busy, checked.
+    Stack(store_stack::StackArgs),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +56,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Mkfs(a) => store::mkfs(a),
         Cmd::Fsck(a) => store::fsck(a),
         Cmd::Store(a) => store::run(a),
+        Cmd::Stack(a) => store_stack::run(a),
     }
 }
 
