@@ -63,5 +63,8 @@ done
 "$B" latency --impl kwq --items 300 --interval-us 200 --warmup 20 --threads 2 >/dev/null
 echo "benchmark smoke: ok"
 
+echo "== kwq-store in release: 4000 power cuts, 1000 stacked runs (each fsck'd), the rest at CI size"
+KWQ_STORE_CRASH_ITERS=4000 KWQ_STORE_STACK_RUNS=1000 timeout 900 cargo test --release -p kwq-store
+
 echo "== loom"
 bash ci/loom.sh

@@ -145,7 +145,7 @@ fn device(
         dev = match (last, create) {
             (true, Some(size)) => {
                 let (dir, name) = parent_and_name(&lower, path)?;
-                if lower.lookup(dir, name.as_bytes()).is_ok() {
+                if lower.resolve(path).is_ok() {
                     bail!("{path} already exists in {host}");
                 }
                 Arc::new(StoreFileDevice::create(lower, dir, name.as_bytes(), size)?)

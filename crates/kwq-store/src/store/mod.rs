@@ -434,6 +434,15 @@ pub(crate) fn load(
         return Err(cross("metadata index"));
     }
     let index = MetaIndex::decode(&read_blob(dev, sb.index, "metadata index")?)?;
+    // Sizes a valid writer never produces: refuse before allocating them.
+    if index.raw_len > 1 << 32
+        || index
+            .pieces
+            .iter()
+            .any(|p| p.len as usize > crate::format::META_PIECE)
+    {
+        return Err(StoreError::BadImage("metadata sizes out of range".into()));
+    }
     let mut packed = Vec::with_capacity(index.packed_len as usize);
     let mut meta = Vec::new();
     for p in &index.pieces {
