@@ -3,6 +3,7 @@
 
 mod api;
 mod common;
+mod concurrent;
 mod crash;
 mod kill;
 mod model;
