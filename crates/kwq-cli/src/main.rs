@@ -1,22 +1,50 @@
 //! The `kwq` command: a demonstration of the runtime (`kwq demo`) and the
 //! front end of the kwq-model checker (`kwq model ...`).
 //!
-//! `main` parses arguments, `run` maps the outcome to an exit code; a closed
-//! stdout (`kwq ... | head`) is a normal way to stop and exits 0.
+//! Exit codes: 0 success, 1 a failed check or a runtime error (`kwq: error:
+//! ...` on stderr), 2 a bad argument or environment variable. Bad arguments
+//! are reported in one style, clap's, before any work starts: value parsers
+//! check what they can, and a later [`UsageError`] (a combination clap cannot
+//! see) is turned into a clap error too. A closed stdout (`kwq ... | head`) is
+//! a normal way to stop and exits 0.
 #![forbid(unsafe_code)]
 
+mod args;
 mod demo;
 mod model;
 mod store;
 mod store_stack;
 
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{CommandFactory as _, Parser, Subcommand};
 use std::process::ExitCode;
+
+/// A bad argument found after parsing; reported like clap's own (exit 2).
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// Kernel-grade workqueues for userspace.
 #[derive(Debug, Parser)]
 #[command(name = "kwq", version, about)]
 struct Cli {
+    /// What the kwq library's reports show on stderr: off, error, warn,
+    /// info, debug or trace (the library itself never prints).
+    #[arg(
+        long,
+        global = true,
+        env = "KWQ_LOG",
+        default_value = "warn",
+        value_name = "LEVEL"
+    )]
+    log: tracing_subscriber::filter::LevelFilter,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -39,9 +67,21 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The kwq library never prints: its warnings and panic reports are
+    // `tracing` events (target "kwq"); the command shows them on stderr at
+    // the level `--log` / KWQ_LOG asks for (default: warnings and errors).
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(cli.log)
+        .with_target(true)
+        .without_time()
+        .init();
     match run(cli) {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if e.is::<UsageError>() => {
+            Cli::command().error(ErrorKind::ValueValidation, e).exit()
+        }
         Err(e) => {
             eprintln!("kwq: error: {e:#}");
             ExitCode::FAILURE

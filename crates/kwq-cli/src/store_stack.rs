@@ -98,7 +98,7 @@ pub fn run(a: StackArgs) -> Result<ExitCode> {
     let dir = a.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     let lower_img = dir.join("lower.img");
     let mib = a.mib.max(1);
-    let rt = kwq::Runtime::builder().build()?;
+    let rt = kwq::RuntimeBuilder::new().build()?;
     let opts = || {
         Options::default()
             .level(a.level)

@@ -66,22 +66,48 @@ pub fn render_outcome(o: &Outcome) -> String {
         }
     }
     let s = o.setup;
-    let _ = writeln!(
-        out,
-        "explored {} states, {} transitions in {:.3} s ({:.0} states/s); {} complete end states, {} worker-cap stalls",
-        o.stats.states,
-        o.stats.transitions,
-        o.stats.elapsed.as_secs_f64(),
-        o.stats.states_per_sec(),
-        o.stats.complete,
-        o.stats.cap_stalls
-    );
+    let _ = writeln!(out, "{}", render_stats(o));
     let _ = writeln!(
         out,
         "bounds: {} upper items, at most {} I/O waits, at most {} workers, max_active {}, {} allocator, {} steps",
         s.items, s.waits, s.max_workers, s.max_active, s.alloc, s.granularity
     );
     out
+}
+
+/// The statistics line. A random walk counts steps, not transitions; a run
+/// too short to time says so instead of printing a zero duration and rate.
+fn render_stats(o: &Outcome) -> String {
+    let st = &o.stats;
+    let work = if o.strategy == "random" {
+        format!("walked {} steps", st.states)
+    } else {
+        format!(
+            "explored {} states, {} transitions",
+            st.states, st.transitions
+        )
+    };
+    let time = match elapsed(st.elapsed) {
+        Some(t) => format!("in {t} ({:.0} states/s)", st.states_per_sec()),
+        None => "in under 0.1 ms".to_string(),
+    };
+    format!(
+        "{work} {time}; {} complete end states, {} worker-cap stalls",
+        st.complete, st.cap_stalls
+    )
+}
+
+/// A duration for people ("0.4 ms", "12.3 ms", "1.25 s"), or `None` below
+/// 0.1 ms, too short to print a time or a rate from (never "0.000 s").
+pub(crate) fn elapsed(d: std::time::Duration) -> Option<String> {
+    let secs = d.as_secs_f64();
+    if secs >= 1.0 {
+        Some(format!("{secs:.2} s"))
+    } else if secs >= 0.0001 {
+        Some(format!("{:.1} ms", secs * 1e3))
+    } else {
+        None
+    }
 }
 
 /// The step table, the final busy workers, the wait-for cycle and the

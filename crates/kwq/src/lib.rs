@@ -18,7 +18,10 @@
 //! * A *pool* is an *execution resource*: worker threads shared by every
 //!   workqueue with the same attributes. Pools are concurrency managed: they
 //!   keep about as many workers *running* as there are CPUs, and when a
-//!   worker blocks inside [`blocking`], another one takes over.
+//!   worker blocks inside [`blocking`], another one takes over at once. A
+//!   worker that blocks without saying so (a plain `read()`, a std `Mutex`)
+//!   is noticed by the pool monitor within a few milliseconds while work
+//!   waits, and replaced too ([`RuntimeBuilder::detect_blocking`]).
 //! * [`ordered`] is Btrfs's ordered work done safely: a parallel stage, an
 //!   in-order stage, then release, with bounded in-flight work, on the same
 //!   pools; also as an ordered parallel map over an iterator.
@@ -62,7 +65,7 @@
 //! itself, flushing a workqueue from one of its own items, flushing an item
 //! pending behind the caller on an ordered queue — panics with a message
 //! naming the item and queue, instead of hanging. A panicking work function
-//! is caught and reported ([`RuntimeBuilder::panic_handler`]); its worker
+//! is caught and reported ([`RuntimeBuilder::on_panic`]); its worker
 //! survives, and flush/cancel still return.
 //!
 //! # Glossary (kernel → kwq)
@@ -84,8 +87,8 @@
 //! | flush colours | two colours, serialised flushers |
 //! | `WQ_HIGHPRI`, `WQ_UNBOUND`, `WQ_CPU_INTENSIVE` | [`WorkqueueBuilder::highpri`], [`unbound`](WorkqueueBuilder::unbound), [`cpu_intensive`](WorkqueueBuilder::cpu_intensive) |
 //! | `alloc_ordered_workqueue` | [`WorkqueueBuilder::ordered`] |
-//! | `wq_worker_sleeping` / `wq_worker_running` | [`blocking`] |
-//! | `system_wq`, `system_highpri_wq`, `system_unbound_wq`, `system_long_wq` | [`system`], [`system_highpri`], [`system_unbound`], [`system_long`] |
+//! | `wq_worker_sleeping` / `wq_worker_running` | [`blocking`], and the pool monitor for blocking nobody announced |
+//! | `system_wq`, `system_highpri_wq`, `system_unbound_wq`, `system_long_wq` | [`system`](fn@system), [`system_highpri`], [`system_unbound`], [`system_long`] |
 //! | `show_workqueue_state` | [`Runtime::dump`] |
 //! | `wq_watchdog` ("BUG: workqueue lockup") | [`RuntimeBuilder::watchdog`], [`LockupReport`] |
 //!
@@ -95,12 +98,14 @@
 //! block), not a work-stealing fork/join pool (use rayon for data
 //! parallelism), and not CPU-affine: a userspace pool spans the CPUs the OS
 //! gives it. There is no rescuer thread yet (`WQ_MEM_RECLAIM`); a pool at
-//! its worker cap whose workers all block stalls visibly in
-//! [`Runtime::dump`].
+//! its worker cap whose workers all block stalls, visibly: the watchdog
+//! reports it ([`LockupReport`]) and [`Runtime::dump`] shows who blocks.
 #![warn(missing_docs)]
 
 pub(crate) mod sync;
 
+#[cfg(not(kwq_loom))]
+mod builder;
 #[cfg(not(kwq_loom))]
 mod current;
 #[cfg(not(kwq_loom))]
@@ -110,11 +115,21 @@ mod error;
 #[cfg(not(kwq_loom))]
 mod job;
 #[cfg(not(kwq_loom))]
-pub mod ordered;
+mod join;
 #[cfg(not(kwq_loom))]
+pub mod ordered;
+/// The pools' internals, public in 0.1.0 by mistake: their policy
+/// predicates belong to the `kwq-policy` crate. Hidden, kept for
+/// compatibility.
+#[cfg(not(kwq_loom))]
+#[doc(hidden)]
 pub mod pool;
 #[cfg(not(kwq_loom))]
+mod report;
+#[cfg(not(kwq_loom))]
 mod runtime;
+#[cfg(not(kwq_loom))]
+mod scope;
 #[cfg(not(kwq_loom))]
 mod task;
 #[cfg(not(kwq_loom))]
@@ -125,13 +140,26 @@ mod work;
 mod workqueue;
 
 #[cfg(not(kwq_loom))]
+pub use builder::RuntimeBuilder;
+#[cfg(not(kwq_loom))]
 pub use current::blocking;
 #[cfg(not(kwq_loom))]
 pub use delayed::DelayedWork;
 #[cfg(not(kwq_loom))]
-pub use error::{BuildError, QueueError, Rejected, SetMaxActiveError, Stragglers};
+pub use error::{
+    BuildError, BuildErrorKind, QueueError, SetMaxActiveError, ShutdownError, TryQueueFnError,
+};
 #[cfg(not(kwq_loom))]
-pub use runtime::{PanicReport, Runtime, RuntimeBuilder};
+#[allow(deprecated)]
+pub use error::{Rejected, Stragglers};
+#[cfg(not(kwq_loom))]
+pub use join::{JoinError, JoinHandle};
+#[cfg(not(kwq_loom))]
+pub use report::{PanicReport, Warning, WarningKind};
+#[cfg(not(kwq_loom))]
+pub use runtime::Runtime;
+#[cfg(not(kwq_loom))]
+pub use scope::{scope, Scope};
 #[cfg(not(kwq_loom))]
 pub use watchdog::LockupReport;
 #[cfg(not(kwq_loom))]
@@ -178,22 +206,23 @@ mod system {
         cell.get_or_init(f)
     }
 
+    /// Builds a system workqueue; their settings are constants, all valid.
+    fn known(b: crate::WorkqueueBuilder) -> Workqueue {
+        b.build()
+            .unwrap_or_else(|e| unreachable!("system workqueue settings rejected: {e}"))
+    }
+
     /// The default workqueue (kernel `system_wq`) on the global runtime's
     /// normal pool.
     pub fn system() -> &'static Workqueue {
         static Q: OnceLock<Workqueue> = OnceLock::new();
-        make(&Q, || Workqueue::builder("events").build().expect("valid"))
+        make(&Q, || known(Workqueue::builder("events")))
     }
 
     /// High-priority system workqueue (kernel `system_highpri_wq`).
     pub fn system_highpri() -> &'static Workqueue {
         static Q: OnceLock<Workqueue> = OnceLock::new();
-        make(&Q, || {
-            Workqueue::builder("events_highpri")
-                .highpri()
-                .build()
-                .expect("valid")
-        })
+        make(&Q, || known(Workqueue::builder("events_highpri").highpri()))
     }
 
     /// Unbound system workqueue (kernel `system_unbound_wq`): items get a
@@ -201,11 +230,11 @@ mod system {
     pub fn system_unbound() -> &'static Workqueue {
         static Q: OnceLock<Workqueue> = OnceLock::new();
         make(&Q, || {
-            Workqueue::builder("events_unbound")
-                .unbound()
-                .max_active(crate::pool::policy::MAX_ACTIVE)
-                .build()
-                .expect("valid")
+            known(
+                Workqueue::builder("events_unbound")
+                    .unbound()
+                    .max_active(crate::pool::policy::MAX_ACTIVE),
+            )
         })
     }
 
@@ -214,9 +243,7 @@ mod system {
     /// not wait for short items and vice versa.
     pub fn system_long() -> &'static Workqueue {
         static Q: OnceLock<Workqueue> = OnceLock::new();
-        make(&Q, || {
-            Workqueue::builder("events_long").build().expect("valid")
-        })
+        make(&Q, || known(Workqueue::builder("events_long")))
     }
 }
 

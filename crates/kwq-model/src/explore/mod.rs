@@ -11,7 +11,7 @@
 //! # Actions
 //!
 //! [`enabled_actions`] lists every enabled [`Action`] in a fixed order, and
-//! [`Engine::successors`] applies each of them with the pure [`step`](crate::step).
+//! [`Engine::successors`] applies each of them with the pure [`step()`].
 //! Strategies decide only *which* successor to look at next, as shuttle's
 //! `Scheduler` decides only which task runs next while the runtime owns the
 //! tasks: depth-first with a visited set ([`Dfs`]), breadth-first with a
@@ -347,6 +347,14 @@ impl Engine {
         if s.is_complete() {
             self.stats.complete += 1;
             Verdict::Complete
+        } else if !s.worklist.is_empty() && s.setup.scenario.managed_pool() {
+            // §4.5: the cap stands for worker creation that cannot succeed,
+            // so work left on the worklist of a pool whose every worker is
+            // busy or blocked is the starvation being looked for.
+            Verdict::Found(FindingKind::Deadlock {
+                cycle: None,
+                via: Via::Starvation,
+            })
         } else if !s.worklist.is_empty() {
             self.stats.cap_stalls += 1;
             Verdict::CapStall

@@ -126,7 +126,7 @@ fn stacked_stores_under_load() {
     let default_runs = if cfg!(debug_assertions) { 3 } else { 1000 };
     let runs = env_num("KWQ_STORE_STACK_RUNS", default_runs);
     let mib = env_num("KWQ_STORE_STACK_MIB", 8);
-    let rt = kwq::Runtime::builder().build().unwrap();
+    let rt = kwq::RuntimeBuilder::new().build().unwrap();
     for run in 0..runs {
         with_watchdog(
             &rt,
@@ -139,7 +139,7 @@ fn stacked_stores_under_load() {
 
 #[test]
 fn full_lower_gives_enospc_at_the_upper_then_recovers() {
-    let rt = kwq::Runtime::builder().build().unwrap();
+    let rt = kwq::RuntimeBuilder::new().build().unwrap();
     with_watchdog(&rt, Duration::from_secs(120), "enospc", || {
         let opts = || level_opts(&rt).commit_interval(None);
         let lower_dev = Arc::new(MemDevice::new(8 << 20));

@@ -1,7 +1,7 @@
 //! Persistent work items.
 //!
 //! A [`Work`] is a named, re-queueable closure. Cloning the handle gives the
-//! *same* item. The item is queued with [`Workqueue::queue`]; it runs once
+//! *same* item. The item is queued with [`Workqueue::queue`](crate::Workqueue::queue); it runs once
 //! per successful queueing, never concurrently with itself, and may be
 //! queued again while it runs (it then runs once more, afterwards).
 //!
@@ -68,7 +68,7 @@ pub(crate) mod state;
 use crate::current;
 use crate::pool::Pool;
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
-use crate::sync::{Arc, Condvar, Mutex};
+use crate::sync::{Arc, Condvar, Mutex, Weak};
 use crate::task::Task;
 use crate::workqueue::WqInner;
 use state::{
@@ -112,6 +112,30 @@ impl std::fmt::Debug for Work {
     }
 }
 
+/// Two handles are equal when they are handles of the same item (its
+/// identity, never its name or function). The item's allocation lives as
+/// long as any handle or pending instance does, so an address compared or
+/// hashed here is never recycled while the handle exists.
+impl PartialEq for Work {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for Work {}
+
+impl std::hash::Hash for Work {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (Arc::as_ptr(&self.inner) as *const () as usize).hash(state);
+    }
+}
+
+// A handle is safe to use after a caught panic: the item's state word and
+// slot stay consistent (user code runs only on workers, under
+// `catch_unwind`, never while a kwq lock is held).
+impl std::panic::UnwindSafe for Work {}
+impl std::panic::RefUnwindSafe for Work {}
+
 pub(crate) type WorkFn = Box<dyn FnMut() + Send + 'static>;
 
 pub(crate) struct WorkInner {
@@ -132,7 +156,10 @@ pub(crate) struct Slot {
     /// The token of a pending instance waiting for the current run to end.
     pub(crate) parked: Option<Task>,
     /// A delayed instance armed on the timer: its `seq` and workqueue.
-    pub(crate) timer: Option<(u64, Arc<WqInner>)>,
+    /// Weak: an armed instance does not keep a dropped workqueue (and with
+    /// it its runtime and worker threads) alive until its deadline; a
+    /// destroyed queue refuses the instance when it fires anyway.
+    pub(crate) timer: Option<(u64, Weak<WqInner>)>,
 }
 
 /// What a worker must do after a run ends.
@@ -326,6 +353,14 @@ impl WorkInner {
             return false;
         }
         current::check_flush_work(self, what);
+        if crate::delayed::on_timer_thread() && self.slot.lock().timer.is_some() {
+            panic!(
+                "kwq: {what}() on work item '{}' from the timer thread (a hook or a \
+                 destructor) while its instance is armed on that timer: it would wait for \
+                 itself forever",
+                self.name
+            );
+        }
         // An instance was pending or running at call time: the answer is
         // `true` even if it has finished by now (WQ-9: false only if idle).
         let target = s.seq();
@@ -404,7 +439,9 @@ impl Work {
     /// If called from inside this item's own function, or from a work item
     /// of an ordered / `max_active(1)` workqueue while this item is pending
     /// on that same workqueue: both would wait forever, so kwq reports the
-    /// misuse instead of hanging.
+    /// misuse instead of hanging. Likewise from the delayed-work timer's
+    /// thread (a hook or a destructor run there) while this item's instance
+    /// is armed on that timer.
     pub fn flush(&self) -> bool {
         self.inner.flush("Work::flush")
     }
