@@ -42,6 +42,16 @@ impl State {
         }
     }
 
+    /// A directory that may gain entries: it exists, is a directory, and
+    /// has not been removed (an open, removed directory stays empty).
+    fn live_dir(&self, dir: u64) -> Result<&BTreeMap<Vec<u8>, u64>> {
+        let entries = self.entries(dir)?;
+        if self.inode(dir)?.nlink == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(entries)
+    }
+
     fn entries_mut(&mut self, dir: u64) -> Result<&mut BTreeMap<Vec<u8>, u64>> {
         match &mut self.inode_mut(dir)?.body {
             Body::Dir { entries, .. } => Ok(entries),
@@ -84,7 +94,7 @@ impl State {
     /// Adds a new inode under `parent/name`.
     fn add(&mut self, parent: u64, name: &[u8], mut inode: Inode) -> Result<u64> {
         check_name(name)?;
-        if self.entries(parent)?.contains_key(name) {
+        if self.live_dir(parent)?.contains_key(name) {
             return Err(StoreError::Exists);
         }
         let ino = self.next_ino;
@@ -323,7 +333,7 @@ impl Store {
         if i.nlink == 0 {
             return Err(StoreError::NotFound);
         }
-        if st.entries(newparent)?.contains_key(newname) {
+        if st.live_dir(newparent)?.contains_key(newname) {
             return Err(StoreError::Exists);
         }
         st.entries_mut(newparent)?.insert(newname.to_vec(), ino);
@@ -384,7 +394,7 @@ impl Store {
         let mut st = self.state();
         check_name(newname)?;
         let ino = lookup_in(&st, parent, name)?;
-        st.entries(newparent)?;
+        st.live_dir(newparent)?;
         let src_dir = st.inode(ino)?.kind() == FileKind::Dir;
         if src_dir && st.is_ancestor(ino, newparent) {
             return Err(StoreError::Invalid("cannot move a directory into itself"));

@@ -29,6 +29,7 @@ struct MInode {
     node: Node,
     perm: u32,
     nlink: u32,
+    opens: u32,
     xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
@@ -54,6 +55,7 @@ impl Model {
                 },
                 perm: 0o755,
                 nlink: 2,
+                opens: 0,
                 xattrs: BTreeMap::new(),
             },
         );
@@ -65,6 +67,25 @@ impl Model {
             Node::Dir { entries, .. } => Ok(entries),
             _ => Err(libc::ENOTDIR),
         }
+    }
+
+    /// A directory that may gain entries (not removed).
+    fn live_dir(&self, d: u64) -> R<&BTreeMap<Vec<u8>, u64>> {
+        let e = self.entries(d)?;
+        if self.inodes[&d].nlink == 0 {
+            return Err(ENOENT);
+        }
+        Ok(e)
+    }
+
+    /// What a remount leaves: no open handles, no unlinked inodes.
+    fn remounted(&self) -> Self {
+        let mut m = self.clone();
+        m.inodes.retain(|_, i| i.nlink > 0);
+        for i in m.inodes.values_mut() {
+            i.opens = 0;
+        }
+        m
     }
 
     fn entries_mut(&mut self, d: u64) -> &mut BTreeMap<Vec<u8>, u64> {
@@ -79,7 +100,7 @@ impl Model {
     }
 
     fn add(&mut self, p: u64, name: &[u8], node: Node, perm: u32) -> R<u64> {
-        if self.entries(p)?.contains_key(name) {
+        if self.live_dir(p)?.contains_key(name) {
             return Err(libc::EEXIST);
         }
         let ino = self.next;
@@ -95,6 +116,7 @@ impl Model {
                 node,
                 perm,
                 nlink: if dir { 2 } else { 1 },
+                opens: 0,
                 xattrs: BTreeMap::new(),
             },
         );
@@ -109,7 +131,7 @@ impl Model {
         let dir = self.is_dir(ino);
         let i = self.inodes.get_mut(&ino).expect("linked");
         i.nlink = if dir { 0 } else { i.nlink - 1 };
-        if i.nlink == 0 {
+        if i.nlink == 0 && i.opens == 0 {
             self.inodes.remove(&ino);
         }
         if dir {
@@ -166,7 +188,10 @@ impl Model {
                 if matches!(node.node, Node::Dir { .. }) {
                     return Err(libc::EISDIR);
                 }
-                if self.entries(dir)?.contains_key(n) {
+                if node.nlink == 0 {
+                    return Err(ENOENT);
+                }
+                if self.live_dir(dir)?.contains_key(n) {
                     return Err(libc::EEXIST);
                 }
                 self.entries_mut(dir).insert(n.clone(), ino);
@@ -196,7 +221,7 @@ impl Model {
             Op::Rename(d1, ref n1, d2, ref n2) => {
                 let (p, np) = (self.dir(d1), self.dir(d2));
                 let ino = self.lookup(p, n1)?;
-                self.entries(np)?;
+                self.live_dir(np)?;
                 let src_dir = self.is_dir(ino);
                 if src_dir && self.is_ancestor(ino, np) {
                     return Err(libc::EINVAL);
@@ -273,6 +298,20 @@ impl Model {
                 Node::Sym(t) => Ok(Out::Bytes(t.clone())),
                 _ => Err(libc::EINVAL),
             },
+            Op::Open(i) => {
+                self.inodes.get_mut(&self.any(i)).ok_or(ENOENT)?.opens += 1;
+                Ok(Out::Unit)
+            }
+            Op::Release(i) => {
+                let ino = self.any(i);
+                if let Some(n) = self.inodes.get_mut(&ino) {
+                    n.opens = n.opens.saturating_sub(1);
+                    if n.nlink == 0 && n.opens == 0 {
+                        self.inodes.remove(&ino);
+                    }
+                }
+                Ok(Out::Unit)
+            }
             Op::Sync | Op::Crash | Op::Remount => Ok(Out::Unit),
         }
     }
@@ -324,6 +363,8 @@ enum Op {
     RemoveXattr(usize, Vec<u8>),
     Readdir(usize),
     Readlink(usize),
+    Open(usize),
+    Release(usize),
     Sync,
     Crash,
     Remount,
@@ -366,6 +407,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (ix.clone(), name()).prop_map(|(i, k)| Op::RemoveXattr(i, k)),
         1 => ix.clone().prop_map(Op::Readdir),
         1 => ix.clone().prop_map(Op::Readlink),
+        2 => ix.clone().prop_map(Op::Open),
+        2 => ix.clone().prop_map(Op::Release),
         2 => Just(Op::Sync),
         2 => Just(Op::Crash),
         1 => Just(Op::Remount),
@@ -428,6 +471,11 @@ fn run_store(s: &Store, m: &Model, op: &Op) -> R<Out> {
             .map(|v| Out::Names(v.into_iter().map(|e| (e.name, e.ino)).collect()))
             .map_err(err),
         Op::Readlink(i) => s.readlink(m.any(i)).map(Out::Bytes).map_err(err),
+        Op::Open(i) => s.open(m.any(i)).map(|_| Out::Unit).map_err(err),
+        Op::Release(i) => {
+            s.release(m.any(i));
+            Ok(Out::Unit)
+        }
         Op::Sync | Op::Crash | Op::Remount => Ok(Out::Unit),
     }
 }
@@ -494,12 +542,13 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Crash => {
                 s.crash();
                 s = mount(&dev);
-                m = committed.clone();
+                m = committed.remounted();
                 compare(&s, &m)?;
             }
             Op::Remount => {
                 s.unmount().unwrap();
                 s = mount(&dev);
+                m = m.remounted();
                 committed = m.clone();
                 compare(&s, &m)?;
             }
