@@ -91,6 +91,21 @@ impl Mounted {
     }
 }
 
+impl Drop for Mounted {
+    /// Without [`Mounted::close`] (an error on the way), nothing of the
+    /// command is committed: every level is dropped as after a power cut.
+    fn drop(&mut self) {
+        if let Some(top) = self.top.take() {
+            top.crash();
+        }
+        while let Some(l) = self.lowers.pop() {
+            if let Some(s) = Arc::into_inner(l) {
+                s.crash();
+            }
+        }
+    }
+}
+
 fn opts() -> Options {
     // One commit at the end: nothing partial is ever committed (the
     // command's data stays in memory until then).

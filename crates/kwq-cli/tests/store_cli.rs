@@ -59,6 +59,11 @@ fn mkfs_put_cat_rm_fsck_nested() {
     );
     assert!(!o.status.success());
     assert_eq!(ok(&["store", "cat", &up, "/f"], None), data);
+    let ls = String::from_utf8(ok(&["store", "ls", &up, "/"], None)).unwrap();
+    assert!(
+        !ls.contains("kwq-put"),
+        "a failed put left its temporary file: {ls}"
+    );
     ok(&["store", "rm", &up, "/f"], None);
     assert!(!kwq(&["store", "cat", &up, "/f"], None).status.success());
     assert_eq!(kwq(&["fsck", &up], None).status.code(), Some(0));
