@@ -47,9 +47,12 @@ impl Store {
             if let Some(d) = st.dirty.get(&(ino, chunk)) {
                 dst.copy_from_slice(&d[within..within + take]);
             } else if let Some(e) = extent(&st, ino, chunk) {
+                // The extent may end before `within` (the file grew past
+                // it with a hole): what it lacks reads as zeros.
                 let data = self.read_extent(&e)?;
-                let have = data.len().saturating_sub(within).min(take);
-                dst[..have].copy_from_slice(&data[within..within + have]);
+                let avail = data.get(within..).unwrap_or(&[]);
+                let have = avail.len().min(take);
+                dst[..have].copy_from_slice(&avail[..have]);
                 dst[have..].fill(0);
             } else {
                 dst.fill(0);

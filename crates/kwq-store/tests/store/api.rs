@@ -184,3 +184,21 @@ fn format_rejects_bad_options_and_mount_rejects_garbage() {
     let e = Store::mount(dev.clone(), opts()).unwrap_err();
     assert!(matches!(e, StoreError::BadImage(_)), "{e}");
 }
+
+/// Regression (found by a 2000-case model run): reading a clean chunk past
+/// the end of its extent — the file grew with a hole after the extent was
+/// written — panicked on a slice index instead of reading zeros.
+#[test]
+fn read_past_a_short_extent_in_a_grown_file() {
+    let (_dev, s) = mem_store(8);
+    let f = s.create(ROOT_INO, b"f", 0o644, 0, 0).unwrap().ino;
+    s.write_at(f, 0, &[9u8; 10]).unwrap();
+    s.sync().unwrap();
+    s.truncate(f, 15_000).unwrap();
+    let mut buf = vec![1u8; 100];
+    assert_eq!(s.read_at(f, 14_000, &mut buf).unwrap(), 100);
+    assert_eq!(buf, vec![0u8; 100]);
+    let all = read_all(&s, f).unwrap();
+    assert_eq!(&all[..10], &[9u8; 10]);
+    assert!(all[10..].iter().all(|&b| b == 0));
+}
