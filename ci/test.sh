@@ -200,12 +200,13 @@ step_bench_smoke() {
     echo "benchmark smoke: ok"
 }
 
-# kwq-store's crash and stacking tests at CI size (the debug run in
-# step_tests uses small defaults): 4000 simulated power cuts and 1000
-# stacked upper-in-lower runs, each fsck'd, under the tests' own watchdog.
+# kwq-store's model, crash and stacking tests at CI size (the debug run in
+# step_tests uses small defaults): 2000 model sequences, 4000 simulated
+# power cuts, 1000 stacked upper-in-lower runs, each fsck'd, under the
+# tests' own watchdog.
 step_store_release() {
-    KWQ_STORE_CRASH_ITERS=4000 KWQ_STORE_STACK_RUNS=1000 timeout 900 \
-        cargo test --release -p kwq-store --locked
+    KWQ_STORE_MODEL_CASES=2000 KWQ_STORE_CRASH_ITERS=4000 KWQ_STORE_STACK_RUNS=1000 \
+        timeout 900 cargo test --release -p kwq-store --locked
 }
 
 step_loom() {
