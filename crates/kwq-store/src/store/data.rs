@@ -76,13 +76,16 @@ impl Store {
     /// returned count says how many bytes were applied (they stay dirty).
     pub fn write_at(&self, ino: u64, off: u64, data: &[u8]) -> Result<usize> {
         let mut st = self.state();
-        file_size(&st, ino)?;
+        let old_size = file_size(&st, ino)?;
         let end = off
             .checked_add(data.len() as u64)
             .filter(|&e| e <= MAX_FILE_SIZE)
             .ok_or(StoreError::Invalid("write past the largest file size"))?;
         if data.is_empty() {
             return Ok(0);
+        }
+        if end > old_size {
+            self.zero_stale_tail(&mut st, ino, old_size)?;
         }
         let es = self.shared.extent_size as u64;
         let mut done = 0usize;
@@ -151,6 +154,9 @@ impl Store {
                 self.shared.release_extent(st, e);
             }
         }
+        if new > old {
+            self.zero_stale_tail(st, ino, old)?;
+        }
         if let Some(Body::File { size, .. }) = st.inodes.get_mut(&ino).map(|i| &mut i.body) {
             *size = new;
         }
@@ -162,14 +168,35 @@ impl Store {
         Ok(())
     }
 
-    /// The dirty buffer of a chunk, loading it from its extent first.
+    /// Before a file grows from `old` bytes: if the chunk holding its end
+    /// has an extent reaching past `old` (possible only after a
+    /// namespace-only commit recorded a truncation whose chunk was not
+    /// rewritten, see `commit.rs`), load it, so the bytes past `old` are
+    /// zero before the growth makes them visible.
+    fn zero_stale_tail(&self, st: &mut State, ino: u64, old: u64) -> Result<()> {
+        let es = self.shared.extent_size as u64;
+        let within = (old % es) as u32;
+        let stale = within != 0
+            && !st.dirty.contains_key(&(ino, old / es))
+            && extent(st, ino, old / es).is_some_and(|e| e.logical_len > within);
+        if stale {
+            self.dirty_chunk(st, ino, old / es)?;
+        }
+        Ok(())
+    }
+
+    /// The dirty buffer of a chunk, loading it from its extent first. Only
+    /// the extent's bytes below the file's size are loaded: the buffer is
+    /// zero past the end of the file.
     fn dirty_chunk<'s>(&self, st: &'s mut State, ino: u64, chunk: u64) -> Result<&'s mut Vec<u8>> {
         let es = self.shared.extent_size as usize;
         if !st.dirty.contains_key(&(ino, chunk)) {
             let mut buf = vec![0u8; es];
             if let Some(e) = extent(st, ino, chunk) {
                 let data = self.read_extent(&e)?;
-                buf[..data.len()].copy_from_slice(&data);
+                let below_eof = file_size(st, ino)?.saturating_sub(chunk * es as u64);
+                let keep = data.len().min(below_eof.min(es as u64) as usize);
+                buf[..keep].copy_from_slice(&data[..keep]);
             }
             st.dirty.insert((ino, chunk), Arc::new(buf));
             st.dirty_bytes += es as u64;

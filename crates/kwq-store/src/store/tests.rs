@@ -183,3 +183,53 @@ fn fsck_finds_seeded_link_count_and_leaked_space() {
     );
     s.crash();
 }
+
+/// After a namespace-only commit (the ENOSPC path) recorded a truncation
+/// whose chunk was not rewritten, the chunk's extent reaches past the end
+/// of the file; growing the file again must show zeros there, not the old
+/// bytes.
+#[test]
+fn growth_after_an_unrewritten_truncation_reads_zeros() {
+    let dev = Arc::new(MemDevice::new(8 << 20));
+    let s = Store::format(dev.clone(), opts()).unwrap();
+    let f = s.create(ROOT_INO, b"f", 0o644, 0, 0).unwrap().ino;
+    s.write_at(f, 0, &[7u8; 30_000]).unwrap();
+    s.sync().unwrap();
+    {
+        // What the namespace-only commit records: the new size over the
+        // old extents.
+        let mut st = s.state();
+        if let Body::File { size, .. } = &mut st.inode_mut(f).unwrap().body {
+            *size = 20_000;
+        }
+        st.changed = true;
+    }
+    s.sync().unwrap();
+    s.crash();
+    for grow in [0, 1] {
+        let s = Store::mount(dev.clone(), opts()).unwrap();
+        if grow == 0 {
+            s.truncate(f, 30_000).unwrap();
+        } else {
+            s.write_at(f, 29_000, b"x").unwrap();
+        }
+        let mut buf = vec![1u8; 9_000];
+        s.read_at(f, 20_000, &mut buf).unwrap();
+        assert!(
+            buf.iter().all(|&b| b == 0),
+            "stale bytes after growth {grow}"
+        );
+        s.sync().unwrap();
+        let mut buf = vec![1u8; 9_000];
+        s.read_at(f, 20_000, &mut buf).unwrap();
+        assert!(
+            buf.iter().all(|&b| b == 0),
+            "stale bytes after growth {grow} and a commit"
+        );
+        s.crash();
+        let s = Store::mount(dev.clone(), opts()).unwrap();
+        s.truncate(f, 20_000).unwrap();
+        s.sync().unwrap();
+        s.crash();
+    }
+}
