@@ -176,9 +176,15 @@ step_valgrind() {
     echo "valgrind: ok ($lib)"
 }
 
-# Every matrix cell; the heaviest are ignored in debug builds.
+# Every matrix cell; the heaviest are ignored in debug builds. The larger
+# proof of the candidate fix (v6-fix at 4 items and 5 workers, tens of
+# millions of states, about 6 GB of memory) is its own step.
 step_model() {
-    cargo test -p kwq-model --release --locked -- --include-ignored
+    cargo test -p kwq-model --release --locked -- --include-ignored --skip larger_proof
+}
+
+step_model_proof() {
+    cargo test -p kwq-model --release --locked --test integration larger_proof_v6_fix -- --ignored
 }
 
 # Every ordered run verifies its checksum; the others check their counts.
@@ -246,6 +252,7 @@ section "kwq: loom" step_loom
 
 # -- kwq-model
 section "kwq-model: matrix (release)" step_model
+section "kwq-model: larger proof of v6-fix (release)" step_model_proof
 
 # -- kwq-bench
 section "kwq-bench: smoke (release)" step_bench_smoke

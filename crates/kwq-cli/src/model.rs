@@ -134,7 +134,8 @@ struct CheckOpts {
     /// Code being modelled: a kernel code version or kwq.
     #[arg(long, value_name = "VERSION", value_parser = code_parser())]
     code: Version,
-    /// Scenario (the year of the Btrfs deadlock it sets up).
+    /// Scenario: `2014` or `2019` (the Btrfs deadlock it sets up), or a pool
+    /// starvation scenario (`starve...`, with or without rescuers).
     #[arg(long, value_parser = scenario_parser())]
     scenario: Scenario,
     /// Search strategy.

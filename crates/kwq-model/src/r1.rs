@@ -204,15 +204,17 @@ fn intro(out: &mut String, r1: &Outcome, fix: &[(Cell, Outcome)]) {
            item's own worker is between setting DONE and taking\n\
            `list_lock`, and the address is recycled behind that worker,\n\
            which then blocks in a later item's ordered phase.\n\
-         - Today's `async-thread.c` takes the same steps as v5.5 here. R1 is\n\
-           reachable in it: {}.\n\
+         - Today's `async-thread.c` takes the same steps as v5.5 here. With\n\
+           DONE and the first `list_lock` as separate steps, R1 in it is {}.\n\
          - A small Btrfs-side change closes it: free an item when *both* its\n\
            ordered phase has run and its own worker has left the helper,\n\
            whichever comes last. In the model it is not reachable at any\n\
            granularity in either scenario ({}; {} states in all, matrix\n\
            bounds), and not in four larger exhaustive runs (section 3).\n\
-         - The window is two adjacent instructions wide and must stay open\n\
-           for a whole ordered phase on another CPU. The model says it is\n\
+         - The window lies between two adjacent statements of\n\
+           `btrfs_work_helper` (setting DONE, then the call that takes\n\
+           `list_lock`) and must stay open for a whole ordered phase on\n\
+           another CPU. The model says it is\n\
            *possible*, not how likely it is.\n",
         verdict(r1),
         if all_fixed {
@@ -352,7 +354,7 @@ fn starvation(out: &mut String, starve: &Outcome, rescued: &Outcome) {
         "## 4. Pool starvation and the rescuer\n\n\
          A different way for stacked filesystems to hang on one pool: every\n\
          worker is blocked and no new one can be created (kthread creation\n\
-         waits for memory reclaim). The model's §4.5 scenarios use a bound,\n\
+         waits for memory reclaim). The model's starvation scenarios use a bound,\n\
          concurrency-managed pool (one running worker at a time) that cannot\n\
          grow beyond {} worker, {} upper items, at most {} I/O waits. Without\n\
          rescuers: {}.\n",
@@ -399,8 +401,10 @@ fn assumptions(out: &mut String) {
             `list_lock` for a whole ordered phase on another worker\n\
             (preemption or an interrupt can do it). The model has no time or\n\
             probability: this is possibility, not likelihood.\n\
-         6. **Sequential consistency.** Memory barriers are not modelled; the\n\
-            window exists with any memory order.\n\
+         6. **Sequential consistency.** Memory barriers are not modelled. A\n\
+            weaker memory order can only add behaviours, so the reachable\n\
+            answers stand; the fix's answers assume its reference count is\n\
+            an atomic decrement with the usual release/acquire ordering.\n\
          7. **Not modelled:** flush and cancel, delayed work, worker\n\
             retirement, Btrfs thresholds (`max_active` is fixed), NUMA and\n\
             several pods, the rescuer's batch of up to 16 items (here it takes\n\

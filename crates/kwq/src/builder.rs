@@ -35,6 +35,7 @@ pub struct RuntimeBuilder {
     stack_size: Option<usize>,
     watchdog: Option<Duration>,
     detect_blocking: bool,
+    spawn_handler: Option<crate::spawn::SpawnHandler>,
     hooks: Hooks,
 }
 
@@ -54,6 +55,7 @@ impl std::fmt::Debug for RuntimeBuilder {
             .field("stack_size", &self.stack_size)
             .field("watchdog", &self.watchdog)
             .field("detect_blocking", &self.detect_blocking)
+            .field("spawn_handler", &self.spawn_handler.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -72,6 +74,7 @@ impl RuntimeBuilder {
             stack_size: None,
             watchdog: Some(Duration::from_secs(30)),
             detect_blocking: true,
+            spawn_handler: None,
             hooks: Hooks::default(),
         }
     }
@@ -109,6 +112,36 @@ impl RuntimeBuilder {
     /// [`std::thread::Builder::stack_size`]).
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Creates worker threads with `f` instead of `std::thread::Builder`
+    /// (rayon's `spawn_handler`): `f` starts a thread that calls
+    /// [`ThreadSpawn::run`](crate::ThreadSpawn::run) and returns `Ok(())`,
+    /// or returns an error *without* calling `run`. A failure (or a panic
+    /// of `f`) is never fatal: the pool reports it as
+    /// [`WarningKind::WorkerSpawnFailed`](crate::WarningKind::WorkerSpawnFailed),
+    /// goes on with the workers it has, and tries again when it needs one.
+    ///
+    /// ```
+    /// let rt = kwq::RuntimeBuilder::new()
+    ///     .spawn_handler(|t| {
+    ///         let mut b = std::thread::Builder::new().name(t.name().to_string());
+    ///         if let Some(bytes) = t.stack_size() {
+    ///             b = b.stack_size(bytes);
+    ///         }
+    ///         b.spawn(move || t.run()).map(drop)
+    ///     })
+    ///     .build()?;
+    /// let wq = kwq::Workqueue::builder("custom-threads").runtime(&rt).build()?;
+    /// assert_eq!(wq.spawn(|| 2 + 2).join().unwrap(), 4);
+    /// # Ok::<(), kwq::BuildError>(())
+    /// ```
+    pub fn spawn_handler<F>(mut self, f: F) -> Self
+    where
+        F: Fn(crate::ThreadSpawn) -> std::io::Result<()> + Send + Sync + 'static,
+    {
+        self.spawn_handler = Some(Arc::new(f));
         self
     }
 
@@ -163,7 +196,7 @@ impl RuntimeBuilder {
     /// for blocked. Growth is bounded: immediate up to 4 × concurrency
     /// workers, then only for ever longer stalls, never past
     /// [`max_workers`](Self::max_workers). Detections are reported as
-    /// [`WarningKind::BlockedWorker`](crate::WarningKind::BlockedWorker).
+    /// [`WarningKind::BlockedWorker`].
     pub fn detect_blocking(mut self, on: bool) -> Self {
         self.detect_blocking = on;
         self
@@ -230,6 +263,7 @@ impl RuntimeBuilder {
             thread_name: self.thread_name,
             stack_size: self.stack_size,
             hooks: self.hooks,
+            spawn_handler: self.spawn_handler,
             monitor: Arc::default(),
         }));
         if self.detect_blocking {

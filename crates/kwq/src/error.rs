@@ -37,6 +37,10 @@ pub enum BuildErrorKind {
     /// [`RuntimeBuilder::build_global`](crate::RuntimeBuilder::build_global)
     /// was called after the global runtime had been created.
     GlobalAlreadyBuilt,
+    /// The rescuer thread of a
+    /// [`rescuer`](crate::WorkqueueBuilder::rescuer) queue could not be
+    /// created.
+    Rescuer,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +56,7 @@ enum Kind {
     Thresh { thresh: u64, max_in_flight: usize },
     OutOfMemory { slots: usize, slot_bytes: usize },
     GlobalAlreadyBuilt,
+    Rescuer(String),
 }
 
 impl BuildError {
@@ -94,6 +99,9 @@ impl BuildError {
     pub(crate) fn global_already_built() -> Self {
         Self::of(Kind::GlobalAlreadyBuilt)
     }
+    pub(crate) fn rescuer(e: std::io::Error) -> Self {
+        Self::of(Kind::Rescuer(e.to_string()))
+    }
 
     /// Why the build failed.
     pub fn kind(&self) -> BuildErrorKind {
@@ -107,6 +115,7 @@ impl BuildError {
             Kind::Thresh { .. } => BuildErrorKind::Thresh,
             Kind::OutOfMemory { .. } => BuildErrorKind::OutOfMemory,
             Kind::GlobalAlreadyBuilt => BuildErrorKind::GlobalAlreadyBuilt,
+            Kind::Rescuer(_) => BuildErrorKind::Rescuer,
         }
     }
 }
@@ -155,6 +164,7 @@ impl fmt::Display for BuildError {
                 "cannot allocate the ring for max_in_flight {slots} ({slots} slots of \
                  {slot_bytes} bytes, allocated up front)"
             ),
+            Kind::Rescuer(e) => write!(f, "cannot create the workqueue's rescuer thread: {e}"),
             Kind::GlobalAlreadyBuilt => write!(
                 f,
                 "the global runtime already exists; build_global must run before anything \

@@ -131,6 +131,8 @@ mod runtime;
 #[cfg(not(kwq_loom))]
 mod scope;
 #[cfg(not(kwq_loom))]
+mod spawn;
+#[cfg(not(kwq_loom))]
 mod task;
 #[cfg(not(kwq_loom))]
 mod watchdog;
@@ -160,6 +162,8 @@ pub use report::{PanicReport, Warning, WarningKind};
 pub use runtime::Runtime;
 #[cfg(not(kwq_loom))]
 pub use scope::{scope, Scope};
+#[cfg(not(kwq_loom))]
+pub use spawn::ThreadSpawn;
 #[cfg(not(kwq_loom))]
 pub use watchdog::LockupReport;
 #[cfg(not(kwq_loom))]

@@ -170,6 +170,10 @@ pub enum WarningKind {
     HookPanicked,
     /// A `KWQ_*` environment variable could not be parsed and was ignored.
     InvalidEnvironment,
+    /// A pool could not provide a worker (none idle; at its cap, or
+    /// creation failing) and a workqueue's rescuer ran its waiting items
+    /// (reported at most once a second per queue).
+    Rescued,
     /// The pool monitor found a worker blocked outside
     /// [`blocking`](crate::blocking) while work waited, and let another
     /// worker take its place (reported at most once a second per pool).

@@ -34,6 +34,8 @@ pub(crate) struct Config {
     pub(crate) thread_name: String,
     pub(crate) stack_size: Option<usize>,
     pub(crate) hooks: Hooks,
+    /// Starts worker threads (default: `std::thread::Builder`).
+    pub(crate) spawn_handler: Option<crate::spawn::SpawnHandler>,
     /// Wakes the pool monitor (unused when it is off).
     pub(crate) monitor: Arc<crate::pool::MonitorSignal>,
 }

@@ -17,6 +17,9 @@ pub(crate) enum Payload {
     Work { item: Arc<WorkInner>, seq: u64 },
     /// A one-shot closure (stored inline when small; see [`Job`]).
     Job(Job),
+    /// A pull token of a rescuer-equipped workqueue: take its oldest
+    /// waiting task, if its rescuer has not (`workqueue/rescue.rs`).
+    Pull(Arc<crate::workqueue::Rescue>),
 }
 
 pub(crate) struct Task {
@@ -34,6 +37,7 @@ impl std::fmt::Debug for Task {
         let what = match &self.payload {
             Payload::Work { item, seq } => format!("work '{}' #{seq}", item.name()),
             Payload::Job(_) => "job".to_string(),
+            Payload::Pull(_) => "pull token".to_string(),
         };
         f.debug_struct("Task")
             .field("what", &what)
@@ -50,6 +54,7 @@ impl Task {
         match &self.payload {
             Payload::Work { item, .. } => item.name().to_string(),
             Payload::Job(_) => "<job>".to_string(),
+            Payload::Pull(_) => "<pull token>".to_string(),
         }
     }
 }

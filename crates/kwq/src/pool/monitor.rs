@@ -217,6 +217,8 @@ fn tick(
     if !starved {
         return (busy, false);
     }
+    // No worker at all (creation failed): try again, backed off by the pool.
+    pool.retry_if_workerless();
     let target = snap.concurrency.target().max(1);
     let required = match snap.nr_workers {
         n if n <= 4 * target => Duration::ZERO,

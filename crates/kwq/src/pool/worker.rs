@@ -135,10 +135,70 @@ fn retire_stale(ctx: &WorkerCtx, task: Task) {
 /// task was queued (`WqInner::submit`); a token whose instance was
 /// cancelled or superseded is retired unrun.
 fn process(pool: &Arc<Pool>, me: &WorkerShared, ctx: &WorkerCtx, task: Task) {
-    if let Payload::Job(_) = &task.payload {
-        run_job(pool, me, ctx, task)
-    } else {
-        process_work(pool, me, ctx, task)
+    match &task.payload {
+        Payload::Job(_) => run_job(pool, me, ctx, task),
+        Payload::Work { .. } => process_work(pool, me, ctx, task),
+        Payload::Pull(_) => pull(pool, me, ctx, task),
+    }
+}
+
+/// A pull token: process its queue's oldest waiting task, if any is left.
+/// The token itself was never counted, so nothing is retired for it.
+#[inline(never)]
+fn pull(pool: &Arc<Pool>, me: &WorkerShared, ctx: &WorkerCtx, token: Task) {
+    let Task {
+        payload: Payload::Pull(rescue),
+        wq,
+        ..
+    } = token
+    else {
+        unreachable!("pull takes pull tokens")
+    };
+    ctx.drop_later(wq);
+    if let Some(task) = rescue.pull() {
+        process(pool, me, ctx, task);
+    }
+}
+
+/// A thread that is not one of the pool's workers running tasks as one: a
+/// workqueue's rescuer. It counts as running while it runs a task.
+pub(crate) struct Helper {
+    pool: Arc<Pool>,
+    me: Arc<WorkerShared>,
+    ctx: std::rc::Rc<WorkerCtx>,
+    _parker: crate::sync::Parker,
+}
+
+impl Helper {
+    /// Makes the calling thread a helper of `pool`.
+    pub(crate) fn new(pool: &Arc<Pool>) -> Helper {
+        let parker = crate::sync::Parker::new();
+        let me = Arc::new(WorkerShared::new(pool.next_worker_id(), parker.unparker()));
+        #[cfg(target_os = "linux")]
+        // SAFETY: gettid has no preconditions.
+        me.tid.store(unsafe { libc::gettid() }, Relaxed);
+        let ctx = current::install(pool.clone(), me.clone());
+        Helper {
+            pool: pool.clone(),
+            me,
+            ctx,
+            _parker: parker,
+        }
+    }
+
+    /// Runs `task` as a worker of the pool would.
+    pub(crate) fn run(&mut self, task: Task) {
+        self.pool.exit_blocking();
+        process(&self.pool, &self.me, &self.ctx, task);
+        self.ctx.drop_deferred();
+        // Stop counting; kick the pool in case the count was holding it.
+        self.pool.enter_blocking();
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        current::uninstall();
     }
 }
 

@@ -22,6 +22,9 @@
 //! in flight.
 
 pub(crate) mod active;
+mod rescue;
+
+pub(crate) use rescue::Rescue;
 
 use crate::current;
 use crate::error::{BuildError, QueueError, SetMaxActiveError, ShutdownError, TryQueueFnError};
@@ -49,6 +52,7 @@ pub(crate) struct WqFlags {
     pub(crate) highpri: bool,
     pub(crate) unbound: bool,
     pub(crate) cpu_intensive: bool,
+    pub(crate) rescuer: bool,
 }
 
 /// The shared part of a workqueue (kernel `workqueue_struct` + its single
@@ -70,6 +74,8 @@ pub(crate) struct WqInner {
     state: AtomicUsize,
     pub(crate) rt: Arc<RuntimeInner>,
     drain_rounds: AtomicU64,
+    /// The rescuer's FIFO, for a queue built with `rescuer()`.
+    rescue: Option<Arc<Rescue>>,
 }
 
 impl WqInner {
@@ -154,7 +160,32 @@ impl WqInner {
                 }
             }
         }
-        self.pool.push(task);
+        self.push_ready(task);
+    }
+
+    /// Hands a task that may run now to the pool (through the rescuer's
+    /// FIFO and a pull token, for a rescuer-equipped queue).
+    fn push_ready(&self, task: Task) {
+        match &self.rescue {
+            None => self.pool.push(task),
+            Some(r) => {
+                let wq = task.wq.clone();
+                r.push(task);
+                self.pool.push(Task {
+                    payload: Payload::Pull(r.clone()),
+                    wq,
+                    color: 0,
+                    admitted: false,
+                });
+            }
+        }
+    }
+
+    /// The rescuer (if any) exits once nothing waits for it.
+    fn stop_rescuer(&self) {
+        if let Some(r) = &self.rescue {
+            r.stop();
+        }
     }
 
     /// Retires a consumed task: gives back its `max_active` slot (activating
@@ -182,7 +213,7 @@ impl WqInner {
     pub(crate) fn release_slot(&self) {
         for mut t in self.admission.retire() {
             t.admitted = true;
-            self.pool.push(t);
+            self.push_ready(t);
         }
     }
 
@@ -342,6 +373,27 @@ impl WorkqueueBuilder {
         self
     }
 
+    /// Gives the queue a rescuer (the kernel's `WQ_MEM_RECLAIM`): one
+    /// thread of its own that runs the queue's waiting items when the pool
+    /// cannot provide a worker — none idle, and the pool at its
+    /// [`max_workers`](crate::RuntimeBuilder::max_workers) cap or unable to
+    /// create threads — for 10 ms. For queues that must make progress for
+    /// the rest of the system to (the kernel's memory-reclaim path; a
+    /// stacked filesystem's lower level). Costs a sleeping thread and a
+    /// little per item (items wait in the queue's own list, with a token on
+    /// the pool's). Rescues are reported as
+    /// [`WarningKind::Rescued`](crate::WarningKind::Rescued).
+    ///
+    /// ```
+    /// let wq = kwq::Workqueue::builder("writeback").rescuer().build()?;
+    /// assert_eq!(wq.spawn(|| 1).join().unwrap(), 1);
+    /// # Ok::<(), kwq::BuildError>(())
+    /// ```
+    pub fn rescuer(mut self) -> Self {
+        self.flags.rescuer = true;
+        self
+    }
+
     /// Use the pools of `rt` instead of the global runtime's.
     pub fn runtime(mut self, rt: &Runtime) -> Self {
         self.runtime = Some(rt.clone());
@@ -370,6 +422,11 @@ impl WorkqueueBuilder {
             highpri: self.flags.highpri,
             unbound: self.flags.unbound,
         })?;
+        let rescue = if self.flags.rescuer {
+            Some(Rescue::start(&pool, &self.name).map_err(BuildError::rescuer)?)
+        } else {
+            None
+        };
         let inner = Arc::new(WqInner {
             colors: Colors::new(),
             admission: Admission::new(max_active),
@@ -380,6 +437,7 @@ impl WorkqueueBuilder {
             state: AtomicUsize::new(0),
             rt: rt.inner.clone(),
             drain_rounds: AtomicU64::new(0),
+            rescue,
         });
         rt.inner.register(&inner);
         Ok(Workqueue { inner })
@@ -568,7 +626,7 @@ impl Workqueue {
         }
         for mut t in self.inner.admission.set_max_active(n) {
             t.admitted = true;
-            self.inner.pool.push(t);
+            self.inner.push_ready(t);
         }
         Ok(())
     }
@@ -597,6 +655,7 @@ impl Workqueue {
             current::blocking(|| crate::sync::thread::sleep(Duration::from_millis(1)));
         }
         inner.state.fetch_or(DEAD, SeqCst);
+        inner.stop_rescuer();
         inner.state.fetch_sub(DRAINING_ONE, SeqCst);
         result
     }
@@ -620,5 +679,6 @@ impl Drop for Workqueue {
             self.inner.drain("Workqueue::drop");
         }
         self.inner.state.fetch_or(DEAD, SeqCst);
+        self.inner.stop_rescuer();
     }
 }
