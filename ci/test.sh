@@ -256,11 +256,11 @@ section "kwq-model: larger proof of v6-fix (release)" step_model_proof
 
 # -- kwq-bench
 section "kwq-bench: smoke (release)" step_bench_smoke
-section "kwq-store: power cuts + stacked runs (release)" step_store_release
 
 # -- kwq-zstd
 
 # -- kwq-store
+section "kwq-store: power cuts + stacked runs (release)" step_store_release
 
 # -- last
 section "clean tree" step_clean_tree
