@@ -78,7 +78,7 @@ step_clippy() {
 # The libraries' public API documents every error and panic (clippy's
 # pedantic missing_errors_doc / missing_panics_doc, with no allow
 # attributes for them anywhere). LIB_CRATES: every library crate.
-LIB_CRATES=(kwq kwq-policy kwq-model)
+LIB_CRATES=(kwq kwq-policy kwq-model kwq-store)
 step_api_docs() {
     local args=() c
     for c in "${LIB_CRATES[@]}"; do args+=(-p "$c"); done
@@ -206,6 +206,15 @@ step_bench_smoke() {
     echo "benchmark smoke: ok"
 }
 
+# kwq-store's model, crash and stacking tests at CI size (the debug run in
+# step_tests uses small defaults): 2000 model sequences, 4000 simulated
+# power cuts, 1000 stacked upper-in-lower runs, each fsck'd, under the
+# tests' own watchdog.
+step_store_release() {
+    KWQ_STORE_MODEL_CASES=2000 KWQ_STORE_CRASH_ITERS=4000 KWQ_STORE_STACK_RUNS=1000 \
+        timeout 900 cargo test --release -p kwq-store --locked
+}
+
 step_loom() {
     bash ci/loom.sh
 }
@@ -251,6 +260,7 @@ section "kwq-bench: smoke (release)" step_bench_smoke
 # -- kwq-zstd
 
 # -- kwq-store
+section "kwq-store: power cuts + stacked runs (release)" step_store_release
 
 # -- last
 section "clean tree" step_clean_tree

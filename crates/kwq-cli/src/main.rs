@@ -12,6 +12,8 @@
 mod args;
 mod demo;
 mod model;
+mod store;
+mod store_stack;
 
 use clap::error::ErrorKind;
 use clap::{CommandFactory as _, Parser, Subcommand};
@@ -53,6 +55,14 @@ enum Cmd {
     Demo(demo::DemoArgs),
     /// Model-check the kernel's workqueue + Btrfs ordered-work algorithm.
     Model(model::ModelArgs),
+    /// Create a kwq-store image (IMAGE may be `LOWER.img:/path/upper.img`).
+    Mkfs(store::MkfsArgs),
+    /// Check a kwq-store image (exit codes as e2fsck's).
+    Fsck(store::FsckArgs),
+    /// Read and change a kwq-store image without mounting it.
+    Store(store::StoreArgs),
+    /// Two stacked compressing stores on one runtime, both busy, checked.
+    Stack(store_stack::StackArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +93,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.cmd {
         Cmd::Demo(a) => demo::run(a),
         Cmd::Model(a) => model::run(a),
+        Cmd::Mkfs(a) => store::mkfs(a),
+        Cmd::Fsck(a) => store::fsck(a),
+        Cmd::Store(a) => store::run(a),
+        Cmd::Stack(a) => store_stack::run(a),
     }
 }
 

@@ -1,0 +1,130 @@
+//! Measures what the extent size costs and buys: compression ratio of a
+//! real corpus, write throughput, and the cost of a small overwrite inside
+//! a large extent (device bytes written and time per 4 KiB overwrite +
+//! sync). Runs are interleaved across sizes; medians are reported.
+//!
+//! ```text
+//! cargo run --release -p kwq-store --example extent_size -- INPUT [ROUNDS] [KIB,KIB,...]
+//! ```
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use kwq_store::{Device, MemDevice, Options, Rng, Store, ROOT_INO};
+
+/// A memory device that counts the bytes written to it.
+#[derive(Debug)]
+struct Counting {
+    inner: MemDevice,
+    written: AtomicU64,
+}
+
+impl Device for Counting {
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
+        self.inner.read_at(buf, off)
+    }
+    fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
+        self.written.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        self.inner.write_at(buf, off)
+    }
+    fn flush(&self) -> io::Result<()> {
+        Ok(())
+    }
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+}
+
+struct Sample {
+    stored: u64,
+    write_mb_s: f64,
+    overwrite_bytes: f64,
+    overwrite_us: f64,
+}
+
+fn run(input: &[u8], kib: u32, seed: u64) -> Sample {
+    let dev = Arc::new(Counting {
+        inner: MemDevice::new(input.len() as u64 * 2 + (64 << 20)),
+        written: AtomicU64::new(0),
+    });
+    let opts = Options::default()
+        .extent_size(kib * 1024)
+        .commit_interval(None)
+        .dirty_limit(256 << 20);
+    let s = Store::format(dev.clone(), opts).expect("format");
+    let f = s
+        .create(ROOT_INO, b"input", 0o644, 0, 0)
+        .expect("create")
+        .ino;
+    let t = Instant::now();
+    for (i, piece) in input.chunks(1 << 20).enumerate() {
+        s.write_at(f, (i << 20) as u64, piece).expect("write");
+    }
+    s.sync().expect("sync");
+    let secs = t.elapsed().as_secs_f64();
+    let stored = s.getattr(f).expect("stat").disk_bytes;
+    // Small overwrites, each made durable on its own.
+    let mut rng = Rng::new(seed);
+    let n = 64;
+    let before = dev.written.load(Ordering::Relaxed);
+    let t = Instant::now();
+    for _ in 0..n {
+        let off = rng.below(input.len() as u64 - 4096);
+        let patch: Vec<u8> = (0..4096).map(|_| rng.next_u64() as u8).collect();
+        s.write_at(f, off, &patch).expect("overwrite");
+        s.sync().expect("sync");
+    }
+    let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let bytes = (dev.written.load(Ordering::Relaxed) - before) as f64 / n as f64;
+    s.crash();
+    Sample {
+        stored,
+        write_mb_s: input.len() as f64 / 1e6 / secs,
+        overwrite_bytes: bytes,
+        overwrite_us: us,
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    v[v.len() / 2]
+}
+
+fn main() -> io::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(path) = args.get(1) else {
+        eprintln!("usage: extent_size INPUT [ROUNDS] [KIB,KIB,...]");
+        std::process::exit(2);
+    };
+    let input = std::fs::read(path)?;
+    let rounds: usize = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(3);
+    let sizes: Vec<u32> = args
+        .get(3)
+        .map(|s| s.split(',').filter_map(|k| k.parse().ok()).collect())
+        .unwrap_or_else(|| vec![64, 128, 256, 512, 1024]);
+    let mut samples: Vec<Vec<Sample>> = sizes.iter().map(|_| Vec::new()).collect();
+    for r in 0..rounds {
+        for (i, &kib) in sizes.iter().enumerate() {
+            samples[i].push(run(&input, kib, r as u64));
+        }
+    }
+    println!(
+        "input {} bytes, {rounds} interleaved rounds, zstd level 3; medians",
+        input.len()
+    );
+    println!("extent_kib  stored_bytes  ratio  write_MB/s  overwrite_dev_bytes  overwrite+sync_us");
+    for (i, &kib) in sizes.iter().enumerate() {
+        let s = &samples[i];
+        let stored = median(s.iter().map(|x| x.stored as f64).collect());
+        println!(
+            "{kib:>10}  {stored:>12.0}  {:>5.3}  {:>10.1}  {:>19.0}  {:>17.0}",
+            input.len() as f64 / stored,
+            median(s.iter().map(|x| x.write_mb_s).collect()),
+            median(s.iter().map(|x| x.overwrite_bytes).collect()),
+            median(s.iter().map(|x| x.overwrite_us).collect()),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,247 @@
+//! File data: reads, writes and truncation over the chunk grid.
+//!
+//! A file is cut into chunks of `extent_size` bytes; chunk `c` covers file
+//! bytes `c * extent_size ..`. A chunk is a hole (no extent: zeros), a
+//! committed extent, or a dirty buffer in memory (which wins). A write
+//! into a clean chunk first loads the whole chunk (read-modify-write), so
+//! the cost of a small overwrite is bounded by one extent: one read and
+//! decompression now, one compression and write at the next commit.
+//!
+//! Invariant: the bytes of a chunk beyond the file's size are zero, in a
+//! dirty buffer and in an extent (whose `logical_len` stops at the size it
+//! was written with). Truncation keeps it by zeroing the tail.
+
+use std::sync::Arc;
+
+use crate::error::{Result, StoreError};
+use crate::format::BLOCK;
+use crate::inode::{Body, Extent, Timestamp};
+
+use super::{read_blob, State, Store};
+
+/// Largest file size: chunk indexes and offsets stay far from overflow.
+pub const MAX_FILE_SIZE: u64 = 1 << 50;
+
+impl Store {
+    /// Reads up to `buf.len()` bytes of file `ino` at `off`; returns how
+    /// many (0 at or past the end). Holes read as zeros.
+    ///
+    /// # Errors
+    ///
+    /// `NotFound`, `IsDir` / `Invalid` for a non-file, `Corrupt` when an
+    /// extent in the range fails its checksum, device errors.
+    pub fn read_at(&self, ino: u64, off: u64, buf: &mut [u8]) -> Result<usize> {
+        let st = self.state();
+        let size = file_size(&st, ino)?;
+        if off >= size || buf.is_empty() {
+            return Ok(0);
+        }
+        let n = (size - off).min(buf.len() as u64) as usize;
+        let es = self.shared.extent_size as u64;
+        let mut done = 0usize;
+        while done < n {
+            let pos = off + done as u64;
+            let (chunk, within) = (pos / es, (pos % es) as usize);
+            let take = (es as usize - within).min(n - done);
+            let dst = &mut buf[done..done + take];
+            if let Some(d) = st.dirty.get(&(ino, chunk)) {
+                dst.copy_from_slice(&d[within..within + take]);
+            } else if let Some(e) = extent(&st, ino, chunk) {
+                // The extent may end before `within` (the file grew past
+                // it with a hole): what it lacks reads as zeros.
+                let data = self.read_extent(&e)?;
+                let avail = data.get(within..).unwrap_or(&[]);
+                let have = avail.len().min(take);
+                dst[..have].copy_from_slice(&avail[..have]);
+                dst[have..].fill(0);
+            } else {
+                dst.fill(0);
+            }
+            done += take;
+        }
+        Ok(n)
+    }
+
+    /// Writes `data` into file `ino` at `off`, growing it as needed. The
+    /// data is durable after the next commit. A writer that takes dirty
+    /// memory over [`Options::dirty_limit`](super::Options::dirty_limit)
+    /// runs a commit first (throttling).
+    ///
+    /// # Errors
+    ///
+    /// `NotFound`, `IsDir` / `Invalid` for a non-file, `Invalid` past
+    /// [`MAX_FILE_SIZE`], `Corrupt` / device errors while loading a chunk,
+    /// and the error of a throttling commit (`NoSpace`) that failed before
+    /// any byte was written. If it fails later, the write is short: the
+    /// returned count says how many bytes were applied (they stay dirty).
+    pub fn write_at(&self, ino: u64, off: u64, data: &[u8]) -> Result<usize> {
+        let mut st = self.state();
+        let old_size = file_size(&st, ino)?;
+        let end = off
+            .checked_add(data.len() as u64)
+            .filter(|&e| e <= MAX_FILE_SIZE)
+            .ok_or(StoreError::Invalid("write past the largest file size"))?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        if end > old_size {
+            self.zero_stale_tail(&mut st, ino, old_size)?;
+        }
+        let es = self.shared.extent_size as u64;
+        let mut done = 0usize;
+        while done < data.len() {
+            if st.dirty_bytes >= self.shared.opts.dirty_limit {
+                if let Err(e) = kwq::blocking(|| self.shared.commit_locked(&mut st)) {
+                    if done == 0 {
+                        return Err(e);
+                    }
+                    break; // a short write, as POSIX reports a partial one
+                }
+            }
+            let pos = off + done as u64;
+            let (chunk, within) = (pos / es, (pos % es) as usize);
+            let take = (es as usize - within).min(data.len() - done);
+            let buf = self.dirty_chunk(&mut st, ino, chunk)?;
+            buf[within..within + take].copy_from_slice(&data[done..done + take]);
+            done += take;
+            if let Some(Body::File { size, .. }) = st.inodes.get_mut(&ino).map(|i| &mut i.body) {
+                *size = (*size).max(pos + take as u64);
+            }
+        }
+        let i = st.inode_mut(ino)?;
+        let now = Timestamp::now();
+        i.mtime = now;
+        i.ctime = now;
+        debug_assert!(done < data.len() || i.size() >= end);
+        st.changed = true;
+        Ok(done)
+    }
+
+    /// Sets file `ino`'s size: shrinking drops the data past it, growing
+    /// adds a hole.
+    ///
+    /// # Errors
+    ///
+    /// As [`Store::write_at`].
+    pub fn truncate(&self, ino: u64, size: u64) -> Result<()> {
+        let mut st = self.state();
+        self.truncate_locked(&mut st, ino, size)
+    }
+
+    pub(crate) fn truncate_locked(&self, st: &mut State, ino: u64, new: u64) -> Result<()> {
+        let old = file_size(st, ino)?;
+        if new > MAX_FILE_SIZE {
+            return Err(StoreError::Invalid("size past the largest file size"));
+        }
+        let es = self.shared.extent_size as u64;
+        if new < old {
+            // The chunk holding the new end keeps its head; zero its tail.
+            let within = (new % es) as usize;
+            if within != 0 {
+                let buf = self.dirty_chunk(st, ino, new / es)?;
+                buf[within..].fill(0);
+            }
+            let first_gone = new.div_ceil(es);
+            st.drop_dirty(ino, first_gone);
+            let gone: Vec<Extent> = match st.inodes.get_mut(&ino).map(|i| &mut i.body) {
+                Some(Body::File { chunks, .. }) => {
+                    let tail = chunks.split_off(&first_gone);
+                    tail.into_values().collect()
+                }
+                _ => Vec::new(),
+            };
+            for e in &gone {
+                self.shared.release_extent(st, e);
+            }
+        }
+        if new > old {
+            self.zero_stale_tail(st, ino, old)?;
+        }
+        if let Some(Body::File { size, .. }) = st.inodes.get_mut(&ino).map(|i| &mut i.body) {
+            *size = new;
+        }
+        let i = st.inode_mut(ino)?;
+        let now = Timestamp::now();
+        i.mtime = now;
+        i.ctime = now;
+        st.changed = true;
+        Ok(())
+    }
+
+    /// Before a file grows from `old` bytes: if the chunk holding its end
+    /// has an extent reaching past `old` (possible only after a
+    /// namespace-only commit recorded a truncation whose chunk was not
+    /// rewritten, see `commit.rs`), load it, so the bytes past `old` are
+    /// zero before the growth makes them visible.
+    fn zero_stale_tail(&self, st: &mut State, ino: u64, old: u64) -> Result<()> {
+        let es = self.shared.extent_size as u64;
+        let within = (old % es) as u32;
+        let stale = within != 0
+            && !st.dirty.contains_key(&(ino, old / es))
+            && extent(st, ino, old / es).is_some_and(|e| e.logical_len > within);
+        if stale {
+            self.dirty_chunk(st, ino, old / es)?;
+        }
+        Ok(())
+    }
+
+    /// The dirty buffer of a chunk, loading it from its extent first. Only
+    /// the extent's bytes below the file's size are loaded: the buffer is
+    /// zero past the end of the file.
+    fn dirty_chunk<'s>(&self, st: &'s mut State, ino: u64, chunk: u64) -> Result<&'s mut Vec<u8>> {
+        let es = self.shared.extent_size as usize;
+        if !st.dirty.contains_key(&(ino, chunk)) {
+            let mut buf = vec![0u8; es];
+            if let Some(e) = extent(st, ino, chunk) {
+                let data = self.read_extent(&e)?;
+                let below_eof = file_size(st, ino)?.saturating_sub(chunk * es as u64);
+                let keep = data.len().min(below_eof.min(es as u64) as usize);
+                buf[..keep].copy_from_slice(&data[..keep]);
+            }
+            st.dirty.insert((ino, chunk), Arc::new(buf));
+            st.dirty_bytes += es as u64;
+        }
+        let b = st.dirty.get_mut(&(ino, chunk)).expect("inserted above");
+        Ok(Arc::make_mut(b))
+    }
+
+    /// Reads, verifies and decompresses an extent.
+    pub(crate) fn read_extent(&self, e: &Extent) -> Result<Vec<u8>> {
+        read_extent(&*self.shared.dev, e)
+    }
+}
+
+/// Reads, verifies and decompresses an extent from `dev`.
+pub(crate) fn read_extent(dev: &dyn crate::Device, e: &Extent) -> Result<Vec<u8>> {
+    let ptr = crate::format::BlobPtr {
+        block: e.block,
+        len: e.disk_len,
+        crc: e.crc,
+    };
+    let raw = read_blob(dev, ptr, "data extent")?;
+    if e.compressed {
+        crate::compress::unpack(&raw, e.logical_len as usize, "data extent", e.block * BLOCK)
+    } else if raw.len() == e.logical_len as usize {
+        Ok(raw)
+    } else {
+        Err(StoreError::Corrupt {
+            what: "data extent",
+            offset: e.block * BLOCK,
+        })
+    }
+}
+
+fn file_size(st: &State, ino: u64) -> Result<u64> {
+    match &st.inode(ino)?.body {
+        Body::File { size, .. } => Ok(*size),
+        Body::Dir { .. } => Err(StoreError::IsDir),
+        Body::Symlink { .. } => Err(StoreError::Invalid("not a regular file")),
+    }
+}
+
+fn extent(st: &State, ino: u64, chunk: u64) -> Option<Extent> {
+    match st.inodes.get(&ino).map(|i| &i.body) {
+        Some(Body::File { chunks, .. }) => chunks.get(&chunk).copied(),
+        _ => None,
+    }
+}
