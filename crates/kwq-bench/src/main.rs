@@ -18,6 +18,7 @@
 //! message on stderr, before anything runs), or an external peer's own code.
 #![forbid(unsafe_code)]
 
+mod blocked;
 mod cli;
 mod latency;
 mod ordered;
@@ -58,6 +59,8 @@ workloads! {
     Latency(latency::LatencyArgs),
     /// W2: parallel stage, then in-order stage (default N = 200000).
     Ordered(ordered::OrderedArgs),
+    /// How fast a worker blocked outside kwq::blocking is replaced (default N = 200).
+    Blocked(blocked::BlockedArgs),
 }
 
 /// Benchmarks kwq against its peers; the last stdout line is one JSON object.
