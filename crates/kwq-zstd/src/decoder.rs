@@ -397,6 +397,7 @@ impl<R: Read> Decoder<R> {
                     st.last_block = last;
                     self.frames
                         .read_exact_into(&mut st.input, payload as usize, st.offset)?;
+                    st.all_read = last && !st.hdr.checksum;
                 }
             }
             let mut inb = InBuffer::around(&st.input[st.used..]);
