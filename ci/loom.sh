@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Exhaustive interleaving checks (loom) of the state word and the
-# per-workqueue accounting. Release build with debug assertions, separate
-# target dir so the cfg change does not invalidate the normal build.
+# per-workqueue accounting. Release build with debug assertions, in a target
+# dir of its own (under CARGO_TARGET_DIR, or KWQ_LOOM_TARGET) so the cfg
+# change does not invalidate the normal build.
+#
+#   bash ci/loom.sh [test filter]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RUSTFLAGS="--cfg kwq_loom -C debug-assertions"
 export LOOM_MAX_PREEMPTIONS="${LOOM_MAX_PREEMPTIONS:-2}"
-export CARGO_TARGET_DIR="${KWQ_LOOM_TARGET:-target/loom}"
-cargo test -p kwq --lib --release "$@"
+export CARGO_TARGET_DIR="${KWQ_LOOM_TARGET:-${CARGO_TARGET_DIR:-$PWD/target}/loom}"
+cargo test -p kwq --lib --release --locked "$@"

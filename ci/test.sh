@@ -1,67 +1,219 @@
 #!/usr/bin/env bash
-# The project's test command (see README): formatting, lints, every test
-# suite of the workspace, and the loom models of the lock-free cores.
-# Runnable locally exactly as CI runs it.
+# The project's test command (see README), runnable locally exactly as CI
+# runs it: formatting, lints (with the declared rust-version), rustdoc, every
+# test suite of the workspace, unsafe code under valgrind, the model-checker
+# matrix, a benchmark smoke run and the loom models.
+#
+# Rules every step keeps:
+# - It honours CARGO_TARGET_DIR (default: cargo's own, target/ in the
+#   checkout, which git ignores) and writes nothing else into the checkout;
+#   after the last step the tree must be as clean as it was (checked).
+# - Every cargo build/test/clippy/doc passes --locked.
+# - Under CI=true a missing tool is a failure, never a skip (.ci/run
+#   installs what the steps need). Outside CI a step may skip, saying so
+#   on stderr.
+# - Each step runs inside `section NAME`, which prints its time; the summary
+#   at the end (also on failure) lists every section's seconds.
+#
+# Adding steps: write a function and call `section NAME your_function` in
+# the list at the bottom, in the block of your crate (each crate has a
+# marked block; add one if yours has none).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
+TARGET="${CARGO_TARGET_DIR:-$PWD/target}"
+CI="${CI:-false}"
 
-echo "== fmt"
-cargo fmt --all -- --check
+# ---------------------------------------------------------------- helpers
 
-echo "== clippy"
-cargo clippy --workspace --all-targets -- -D warnings
+timings=()
+start_all=$SECONDS
 
-echo "== no std::sync / std::thread outside the sync facade"
+# section NAME COMMAND...: runs COMMAND, records and prints its duration.
+section() {
+    local name=$1
+    shift
+    echo "== $name"
+    local t0=$SECONDS
+    "$@"
+    local dt=$((SECONDS - t0))
+    timings+=("$(printf '%6ds  %s' "$dt" "$name")")
+    echo "-- $name: ${dt}s"
+}
+
+# missing TOOL WHAT: a tool a step needs is absent. Fails under CI=true,
+# otherwise returns 1 after saying what is not checked.
+missing() {
+    if [ "$CI" = true ]; then
+        echo "error: $1 is not installed; CI needs it for $2 (.ci/run installs it)" >&2
+        exit 1
+    fi
+    echo "warning: $1 is not installed; $2 NOT checked (CI runs it)" >&2
+    return 1
+}
+
+report() {
+    local rc=$?
+    echo
+    echo "== section times (CI cost)"
+    local t
+    for t in "${timings[@]+"${timings[@]}"}"; do echo "$t"; done
+    printf '%6ds  total%s\n' "$((SECONDS - start_all))" "$([ "$rc" = 0 ] || echo " (FAILED, exit $rc)")"
+}
+trap report EXIT
+
+# ------------------------------------------------------------------ steps
+
+step_fmt() {
+    cargo fmt --all -- --check
+}
+
+# clippy's incompatible_msrv lint (on by default) flags std APIs newer than
+# the workspace's rust-version, so the declared MSRV is checked without a
+# second toolchain.
+step_clippy() {
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+}
+
+# clippy checks our own code against rust-version; this checks what we
+# build on: every normal dependency (host target, default cfgs) of the
+# workspace declares a rust-version no newer than ours. Dev-dependencies
+# and cfg(kwq_loom)'s loom only need the CI toolchain.
+step_msrv_deps() {
+    command -v jq >/dev/null || missing jq "the dependencies' rust-version check" || return 0
+    local meta ours deps bad=0 name version need
+    meta=$(cargo metadata --locked --format-version 1)
+    ours=$(printf '%s' "$meta" | jq -r '[.packages[] | select(.name == "kwq") | .rust_version][0]')
+    [[ $ours =~ ^[0-9]+\.[0-9]+$ ]] && ours=$ours.0
+    deps=$(cargo tree --workspace -e normal --locked --prefix none --format '{p}' |
+        sed 's/ (.*//; s/ v/ /' | sort -u)
+    while read -r name version need; do
+        grep -qx "$name $version" <<<"$deps" || continue
+        [[ $need =~ ^[0-9]+\.[0-9]+$ ]] && need=$need.0
+        if [ "$(printf '%s\n%s\n' "$need" "$ours" | sort -V | tail -n 1)" != "$ours" ]; then
+            echo "error: $name $version needs Rust $need, newer than our rust-version $ours" >&2
+            bad=1
+        fi
+    done < <(printf '%s' "$meta" |
+        jq -r '.packages[] | select(.rust_version != null) | "\(.name) \(.version) \(.rust_version)"')
+    [ "$bad" = 0 ] && echo "every normal dependency builds with Rust $ours"
+}
+
 # Library code only: comments and the #[cfg(test)] modules at the bottom of
 # files may use std directly.
-bad=$(find crates/kwq/src -name '*.rs' -not -path 'crates/kwq/src/sync/*' \
-        -not -path 'crates/kwq/src/tests/*' -print0 |
-    xargs -0 awk '/^#\[cfg\((all\()?test/ { nextfile }
-                  /^[[:space:]]*\/\// { next }
-                  /std::sync::(Mutex|Condvar|RwLock|atomic)|std::thread::spawn/ { print FILENAME ":" FNR ": " $0 }')
-if [ -n "$bad" ]; then
-    echo "$bad"
-    echo "error: use crate::sync instead (loom cannot see std primitives)" >&2
-    exit 1
-fi
+step_sync_facade() {
+    local bad
+    bad=$(find crates/kwq/src -name '*.rs' -not -path 'crates/kwq/src/sync/*' \
+            -not -path 'crates/kwq/src/tests/*' -print0 |
+        xargs -0 awk '/^#\[cfg\((all\()?test/ { nextfile }
+                      /^[[:space:]]*\/\// { next }
+                      /std::sync::(Mutex|Condvar|RwLock|atomic)|std::thread::spawn/ { print FILENAME ":" FNR ": " $0 }')
+    if [ -n "$bad" ]; then
+        echo "$bad"
+        echo "error: use crate::sync instead (loom cannot see std primitives)" >&2
+        return 1
+    fi
+}
 
-echo "== tests"
-cargo test --workspace
+# Every crate's docs, private items included, without a rustdoc warning.
+# DOC_EXCLUDE: crates whose docs are known to warn, each with the reason;
+# empty it as they are fixed.
+# - kwq: 6 broken or ambiguous intra-doc links (ordered/ring.rs,
+#   ordered/iter.rs, work/mod.rs, lib.rs, runtime.rs), reported to the
+#   crate's owner.
+DOC_EXCLUDE=(--exclude kwq)
+step_doc() {
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace "${DOC_EXCLUDE[@]}" --no-deps \
+        --document-private-items --locked
+}
 
-echo "== unsafe code under valgrind memcheck (the inline job store, the ring's slots; no Miri here)"
-if command -v valgrind >/dev/null; then
-    lib=$(cargo test -p kwq --lib --no-run --message-format=json 2>/dev/null |
-        python3 -c 'import json,sys
-for l in sys.stdin:
-    m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["lib"]:
-        print(m["executable"])')
-    valgrind -q --error-exitcode=9 --leak-check=full --show-leak-kinds=definite --errors-for-leak-kinds=definite \
-        "$lib" job:: ordered::ring:: --test-threads=1 >/dev/null
-    echo "valgrind: ok"
-else
-    echo "valgrind not installed; skipped" >&2
-fi
+step_tests() {
+    cargo test --workspace --locked
+}
 
-echo "== model checker, every matrix cell (the heaviest are ignored in debug builds)"
-cargo test -p kwq-model --release -- --include-ignored
+# The inline job store and the ordered ring's slots are the unsafe code;
+# their unit tests run under memcheck (no Miri on this toolchain).
+step_valgrind() {
+    command -v valgrind >/dev/null || missing valgrind "the unsafe code's memcheck run" || return 0
+    local json lib
+    json=$(cargo test -p kwq --lib --locked --no-run --message-format=json)
+    lib=$(printf '%s\n' "$json" | grep '"kind":\["lib"\]' |
+        sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1 || true)
+    if [ -z "$lib" ] || [ ! -x "$lib" ]; then
+        echo "error: cannot find kwq's unit-test executable" >&2
+        return 1
+    fi
+    valgrind -q --error-exitcode=9 --leak-check=full --show-leak-kinds=definite \
+        --errors-for-leak-kinds=definite "$lib" job:: ordered::ring:: --test-threads=1 >/dev/null
+    echo "valgrind: ok ($lib)"
+}
 
-echo "== benchmark smoke (release): every ordered run verifies its checksum"
-cargo build --release -p kwq-bench
-B=target/release/kwq-bench
-for impl in kwq kwq-caller kwq-iter; do
-    for rounds in 0 50; do
-        for inflight in 16 4096; do
-            "$B" ordered --impl "$impl" --items 50000 --rounds "$rounds" --inflight "$inflight" --threads 2 >/dev/null
+# Every matrix cell; the heaviest are ignored in debug builds.
+step_model() {
+    cargo test -p kwq-model --release --locked -- --include-ignored
+}
+
+# Every ordered run verifies its checksum; the others check their counts.
+step_bench_smoke() {
+    cargo build --release --locked -p kwq-bench
+    local B="$TARGET/release/kwq-bench" impl rounds inflight
+    for impl in kwq kwq-caller kwq-iter; do
+        for rounds in 0 50; do
+            for inflight in 16 4096; do
+                "$B" ordered --impl "$impl" --items 50000 --rounds "$rounds" \
+                    --inflight "$inflight" --threads 2 >/dev/null
+            done
         done
     done
-done
-"$B" ordered --impl ceiling --items 50001 --rounds 50 --threads 3 >/dev/null
-"$B" spawn --impl kwq --items 200000 --threads 2 >/dev/null
-"$B" spawn --impl kwq-work --items 200000 --threads 2 >/dev/null
-"$B" latency --impl kwq --items 300 --interval-us 200 --warmup 20 --threads 2 >/dev/null
-echo "benchmark smoke: ok"
+    "$B" ordered --impl ceiling --items 50001 --rounds 50 --threads 3 >/dev/null
+    "$B" spawn --impl kwq --items 200000 --threads 2 >/dev/null
+    "$B" spawn --impl kwq-work --items 200000 --threads 2 >/dev/null
+    "$B" latency --impl kwq --items 300 --interval-us 200 --warmup 20 --threads 2 >/dev/null
+    echo "benchmark smoke: ok"
+}
 
-echo "== loom"
-bash ci/loom.sh
+step_loom() {
+    bash ci/loom.sh
+}
+
+# The checkout is as clean as before: no step wrote into the repository.
+step_clean_tree() {
+    if ! git rev-parse --git-dir >/dev/null 2>&1; then
+        missing git "the clean-tree check" || return 0
+    fi
+    local dirty
+    dirty=$(git status --porcelain --untracked-files=all)
+    if [ -n "$dirty" ] && [ "$dirty" != "$dirty_before" ]; then
+        echo "$dirty"
+        echo "error: the steps above wrote into the checkout" >&2
+        return 1
+    fi
+}
+dirty_before=$(git status --porcelain --untracked-files=all 2>/dev/null || true)
+
+# ---------------------------------------------------------- the step list
+
+# -- workspace-wide
+section fmt step_fmt
+section clippy step_clippy
+section "msrv of dependencies" step_msrv_deps
+section doc step_doc
+section tests step_tests
+
+# -- kwq
+section "kwq: sync facade" step_sync_facade
+section "kwq: valgrind" step_valgrind
+section "kwq: loom" step_loom
+
+# -- kwq-model
+section "kwq-model: matrix (release)" step_model
+
+# -- kwq-bench
+section "kwq-bench: smoke (release)" step_bench_smoke
+
+# -- kwq-zstd
+
+# -- kwq-store
+
+# -- last
+section "clean tree" step_clean_tree

@@ -1,153 +1,133 @@
-//! Hand-written flag parser: `--flag VALUE` or `--flag=VALUE`; unknown flags
-//! are errors (the caller exits 2).
+//! The command line, parsed by clap: `kwq-bench <workload> --impl NAME
+//! [--items N] [--threads T] [workload flags] [--rep K]`.
+//!
+//! Flags take `--flag VALUE` or `--flag=VALUE`. Everything clap rejects
+//! (an unknown workload, flag or impl, a bad number) exits 2 with clap's
+//! message on stderr before anything runs. Numbers may group digits with `_`
+//! (`1_000_000`).
+//!
+//! Adding a workload is one module that defines a `#[derive(clap::Args)]`
+//! struct (flattening [`Common`], declaring its `--impl` values) with a
+//! `run(&self) -> Result<Report, Failure>` method, plus one line in the
+//! `workloads!` list in `main.rs`. A workload that writes a file takes
+//! `--output PATH` with [`new_output`] as its value parser and `--force`, and
+//! calls [`refuse_existing`] before its measured phase.
 
-pub(crate) const USAGE: &str = "\
-kwq-bench <workload> --impl <name> [--items N] [--threads T] [workload flags] [--rep K]
+use clap::Args;
+use std::path::Path;
 
-workloads and impls:
-  spawn    W1 one-shot submission throughput (default N = 1000000)
-           impls: kwq kwq-work rayon threadpool crossbeam-pool tokio-spawn-blocking handoff
-           --work-items K   persistent items for kwq-work (default 1024)
-  latency  W3 wake-up latency of an idle pool (default N = 10000 samples)
-           impls: kwq rayon threadpool crossbeam-pool tokio-spawn-blocking handoff bare-park
-           --interval-us U  (default 1000)   --warmup W (default 100)
-  ordered  W2 parallel stage then in-order stage (default N = 200000)
-           impls: seq ceiling kwq kwq-caller kwq-iter rayon crossbeam-reorder pariter tbb
-           (seq: one thread; ceiling: T threads fill an N-item buffer in
-           chunks, then the fold — the machine's ceiling, not a peer)
-           --rounds R       work per item (default 500)
-           --inflight K     bound on items in flight (default 4096; rayon: window size)
-           --expect 0xHEX   expected checksum (default: computed sequentially, untimed)
-           --tbb-bin PATH   the oneTBB program (default: $KWQ_BENCH_TBB, else
-                            kwq-bench-tbb next to this executable)
-
-common flags:
-  --impl NAME    implementation (required)
-  --items N      number of items / jobs / samples
-  --threads T    worker count (default: number of CPUs)
-  --rep K        repeat the measured phase K times in this process; `seconds`
-                 is the median, `runs_s` lists them all (default 1)
-";
-
-/// Parsed command line.
-#[derive(Debug, Clone)]
-pub(crate) struct Args {
-    pub(crate) workload: String,
-    pub(crate) imp: String,
+/// Flags every workload takes.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Common {
+    /// Number of items / jobs / samples [default: per workload].
+    #[arg(long, value_parser = at_least::<u64>(1))]
     pub(crate) items: Option<u64>,
+    /// Worker count.
+    #[arg(long, default_value_t = cpus(), value_parser = at_least::<usize>(1))]
     pub(crate) threads: usize,
+    /// Repeat the measured phase K times in this process; `seconds` is the
+    /// median, `runs_s` lists them all.
+    #[arg(long, default_value_t = 1, value_parser = at_least::<usize>(1))]
     pub(crate) rep: usize,
-    pub(crate) work_items: usize,
-    pub(crate) interval_us: u64,
-    pub(crate) warmup: usize,
-    pub(crate) rounds: u64,
-    pub(crate) inflight: Option<usize>,
-    pub(crate) expect: Option<u64>,
-    pub(crate) tbb_bin: Option<String>,
 }
 
-pub(crate) enum Parsed {
-    Run(Args),
-    Help,
+/// The number of CPUs this process may use (1 if unknown).
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn num<T: std::str::FromStr>(flag: &str, v: &str) -> Result<T, String> {
-    let clean: String = v.chars().filter(|&c| c != '_').collect();
-    clean
-        .parse()
-        .map_err(|_| format!("{flag}: {v:?} is not a valid number"))
+/// A whole number of type `T` that is at least `min`; `_` may group digits.
+pub(crate) fn at_least<T: TryFrom<u64>>(min: u64) -> impl Fn(&str) -> Result<T, String> + Clone {
+    between(min, u64::MAX)
 }
 
-pub(crate) fn parse(argv: impl Iterator<Item = String>) -> Result<Parsed, String> {
-    let mut workload = None;
-    let mut a = Args {
-        workload: String::new(),
-        imp: String::new(),
-        items: None,
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        rep: 1,
-        work_items: 1024,
-        interval_us: 1000,
-        warmup: 100,
-        rounds: 500,
-        inflight: None,
-        expect: None,
-        tbb_bin: None,
-    };
-    let mut imp = None;
-    let mut argv = argv.peekable();
-    while let Some(arg) = argv.next() {
-        if arg == "-h" || arg == "--help" {
-            return Ok(Parsed::Help);
+/// A whole number of type `T` in `min..=max`; `_` may group digits.
+pub(crate) fn between<T: TryFrom<u64>>(
+    min: u64,
+    max: u64,
+) -> impl Fn(&str) -> Result<T, String> + Clone {
+    move |s: &str| {
+        let n: u64 = s
+            .replace('_', "")
+            .parse()
+            .map_err(|_| "not a whole number".to_string())?;
+        if n < min {
+            return Err(format!("must be at least {min}"));
         }
-        let Some(flag) = arg.strip_prefix("--") else {
-            if arg.starts_with('-') || workload.is_some() {
-                return Err(format!("unexpected argument {arg:?}"));
-            }
-            workload = Some(arg);
-            continue;
-        };
-        let (name, inline) = match flag.split_once('=') {
-            Some((n, v)) => (n.to_string(), Some(v.to_string())),
-            None => (flag.to_string(), None),
-        };
-        const KNOWN: &[&str] = &[
-            "impl",
-            "items",
-            "threads",
-            "rep",
-            "work-items",
-            "interval-us",
-            "warmup",
-            "rounds",
-            "inflight",
-            "expect",
-            "tbb-bin",
-        ];
-        if !KNOWN.contains(&name.as_str()) {
-            return Err(format!("unknown flag --{name}"));
+        if n > max {
+            return Err(format!("must be at most {max}"));
         }
-        let value = match inline {
-            Some(v) => v,
-            None => argv
-                .next()
-                .ok_or_else(|| format!("--{name} needs a value"))?,
-        };
-        let f = format!("--{name}");
-        match name.as_str() {
-            "impl" => imp = Some(value),
-            "items" => a.items = Some(num(&f, &value)?),
-            "threads" => a.threads = num(&f, &value)?,
-            "rep" => a.rep = num(&f, &value)?,
-            "work-items" => a.work_items = num(&f, &value)?,
-            "interval-us" => a.interval_us = num(&f, &value)?,
-            "warmup" => a.warmup = num(&f, &value)?,
-            "rounds" => a.rounds = num(&f, &value)?,
-            "inflight" => a.inflight = Some(num(&f, &value)?),
-            "expect" => {
-                let hex = value.strip_prefix("0x").unwrap_or(&value);
-                a.expect = Some(
-                    u64::from_str_radix(hex, 16)
-                        .map_err(|_| format!("--expect: {value:?} is not a hex u64"))?,
-                );
-            }
-            "tbb-bin" => a.tbb_bin = Some(value),
-            _ => unreachable!("checked against KNOWN"),
-        }
+        T::try_from(n).map_err(|_| format!("{n} is too large"))
     }
-    a.workload = workload.ok_or("missing workload (spawn, latency, ordered)")?;
-    a.imp = imp.ok_or("missing --impl")?;
-    if a.threads == 0 {
-        return Err("--threads must be at least 1".into());
+}
+
+/// A `u64` written in hex, with or without `0x`.
+pub(crate) fn hex_u64(s: &str) -> Result<u64, String> {
+    let digits = s.strip_prefix("0x").unwrap_or(s);
+    u64::from_str_radix(&digits.replace('_', ""), 16).map_err(|_| "not a hex u64".to_string())
+}
+
+/// The value parser of an `--output PATH`: a non-empty path. Whether it
+/// may be overwritten depends on `--force`, so [`refuse_existing`] checks
+/// that once both are parsed.
+#[allow(dead_code)] // for the workloads that write files (W4, W5)
+pub(crate) fn new_output(s: &str) -> Result<std::path::PathBuf, String> {
+    if s.is_empty() {
+        return Err("an empty path".into());
     }
-    if a.rep == 0 {
-        return Err("--rep must be at least 1".into());
+    Ok(s.into())
+}
+
+/// Refuses, before any work, to overwrite an existing `path` unless `force`.
+///
+/// # Errors
+///
+/// [`Failure::Usage`](crate::Failure::Usage) if `path` exists (even as a
+/// dangling symlink) and `force` is false.
+#[allow(dead_code)] // for the workloads that write files (W4, W5)
+pub(crate) fn refuse_existing(path: &Path, force: bool) -> Result<(), crate::Failure> {
+    if !force && path.symlink_metadata().is_ok() {
+        return Err(crate::Failure::Usage(format!(
+            "{} already exists; pass --force to overwrite it",
+            path.display()
+        )));
     }
-    if a.work_items == 0 {
-        return Err("--work-items must be at least 1".into());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_group_digits_and_respect_the_minimum() {
+        assert_eq!(at_least::<u64>(1)("1_000_000"), Ok(1_000_000));
+        assert_eq!(
+            at_least::<u64>(1)("0"),
+            Err("must be at least 1".to_string())
+        );
+        assert!(at_least::<u64>(0)("-1").is_err());
+        assert!(at_least::<u8>(0)("256").is_err());
+        assert_eq!(
+            between::<u64>(1, 9)("10"),
+            Err("must be at most 9".to_string())
+        );
+        assert_eq!(hex_u64("0xff"), Ok(255));
+        assert_eq!(hex_u64("FF"), Ok(255));
+        assert!(hex_u64("0xg").is_err());
     }
-    if a.inflight == Some(0) {
-        return Err("--inflight must be at least 1".into());
+
+    #[test]
+    fn existing_outputs_are_refused_unless_forced() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("out");
+        assert!(refuse_existing(&p, false).is_ok());
+        std::fs::write(&p, b"x").unwrap();
+        assert!(matches!(
+            refuse_existing(&p, false),
+            Err(crate::Failure::Usage(m)) if m.contains("--force")
+        ));
+        assert!(refuse_existing(&p, true).is_ok());
+        assert_eq!(new_output(""), Err("an empty path".to_string()));
     }
-    Ok(Parsed::Run(a))
 }

@@ -1,8 +1,10 @@
 //! W3 `latency`: every `--interval-us` the driver stamps the monotonic clock
 //! and submits one job to an idle pool; the job records (start − submit).
 
+use crate::cli::{at_least, between, Common};
 use crate::peers::{with_spawner, Spawner, SpawnerFn};
-use crate::{Args, Failure, Json};
+use crate::{Failure, Report};
+use clap::builder::PossibleValuesParser;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use std::sync::Arc;
 use std::thread;
@@ -146,30 +148,63 @@ fn pct(sorted: &[u64], p: f64) -> f64 {
     sorted[rank - 1] as f64 / 1000.0
 }
 
-pub(crate) fn run(a: &Args) -> Result<Json, Failure> {
+/// The `--impl` values of `latency`.
+pub(crate) const IMPLS: [&str; 7] = [
+    "kwq",
+    "rayon",
+    "threadpool",
+    "crossbeam-pool",
+    "tokio-spawn-blocking",
+    "handoff",
+    "bare-park",
+];
+
+/// Flags of `kwq-bench latency`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct LatencyArgs {
+    /// Implementation (bare-park: a parked thread woken by unpark, the floor).
+    #[arg(long = "impl", value_name = "NAME", value_parser = PossibleValuesParser::new(IMPLS))]
+    imp: String,
+    #[command(flatten)]
+    common: Common,
+    /// Microseconds between submissions (at most one second).
+    #[arg(long, default_value_t = 1000, value_parser = between::<u64>(1, 1_000_000))]
+    interval_us: u64,
+    /// Unrecorded samples before the measured ones.
+    #[arg(long, default_value_t = 100, value_parser = at_least::<usize>(0))]
+    warmup: usize,
+}
+
+impl LatencyArgs {
+    pub(crate) fn run(&self) -> Result<Report, Failure> {
+        run(self)
+    }
+}
+
+fn run(a: &LatencyArgs) -> Result<Report, Failure> {
+    let samples = usize::try_from(a.common.items.unwrap_or(10_000))
+        .map_err(|_| Failure::Usage("--items: too many samples for this platform".into()))?;
+    // `drive` computes interval × (index + 1) as a Duration × u32.
+    if u32::try_from(a.warmup.saturating_add(samples)).is_err() {
+        return Err(Failure::Usage(format!(
+            "--warmup + --items must be at most {}",
+            u32::MAX
+        )));
+    }
     let plan = Plan {
-        samples: a.items.unwrap_or(10_000) as usize,
+        samples,
         warmup: a.warmup,
         interval: Duration::from_micros(a.interval_us),
-        rep: a.rep,
+        rep: a.common.rep,
     };
-    if plan.samples == 0 {
-        return Err(Failure::Usage("--items must be at least 1".into()));
-    }
     let ((mut samples, secs), threads) = if a.imp == "bare-park" {
         (bare_park(&plan), 1)
     } else {
-        with_spawner(&a.imp, a.threads, &plan).map_err(|e| match e {
-            Failure::Usage(m) => Failure::Usage(format!(
-                "{m}; latency impls: bare-park, {}",
-                crate::peers::SPAWNERS
-            )),
-            e => e,
-        })?
+        with_spawner(&a.imp, a.common.threads, &plan)?
     };
     samples.sort_unstable();
     let n = samples.len() as u64;
-    let mut j = Json::new("latency", &a.imp);
+    let mut j = Report::new("latency", &a.imp);
     j.int("items", n)
         .float("seconds", secs)
         .float("items_per_s", n as f64 / secs)
@@ -184,8 +219,8 @@ pub(crate) fn run(a: &Args) -> Result<Json, Failure> {
             "mean_us",
             samples.iter().map(|&x| x as f64).sum::<f64>() / n as f64 / 1000.0,
         );
-    if a.rep > 1 {
-        j.int("reps", a.rep as u64);
+    if a.common.rep > 1 {
+        j.int("reps", a.common.rep as u64);
     }
     j.int("peak_rss_kib", crate::peak_rss_kib());
     Ok(j)

@@ -2,7 +2,9 @@
 //! stage `h = fold(h, x)` in index order. The checksum must equal the
 //! sequential one.
 
-use crate::{Args, Failure, Json};
+use crate::cli::{at_least, hex_u64, Common};
+use crate::{Failure, Report};
+use clap::builder::PossibleValuesParser;
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering::*};
@@ -197,7 +199,7 @@ fn pariter_build(
 }
 
 /// Runs the oneTBB program (crates/kwq-bench/tbb/) and passes its JSON on.
-fn run_tbb(a: &Args, n: u64, inflight: usize) -> Result<Json, Failure> {
+fn run_tbb(a: &OrderedArgs, n: u64, inflight: usize) -> Result<Report, Failure> {
     let bin = a
         .tbb_bin
         .clone()
@@ -219,10 +221,10 @@ fn run_tbb(a: &Args, n: u64, inflight: usize) -> Result<Json, Failure> {
     }
     let mut cmd = std::process::Command::new(&bin);
     cmd.args(["--items", &n.to_string()])
-        .args(["--threads", &a.threads.to_string()])
+        .args(["--threads", &a.common.threads.to_string()])
         .args(["--rounds", &a.rounds.to_string()])
         .args(["--inflight", &inflight.to_string()])
-        .args(["--rep", &a.rep.to_string()]);
+        .args(["--rep", &a.common.rep.to_string()]);
     if let Some(e) = a.expect {
         cmd.args(["--expect", &hex(e)]);
     }
@@ -242,31 +244,73 @@ fn run_tbb(a: &Args, n: u64, inflight: usize) -> Result<Json, Failure> {
             out.status.code().unwrap_or(1).clamp(1, 255) as u8,
         ));
     }
-    Ok(Json::raw(last.to_string()))
+    Report::from_line(last)
 }
 
 fn kwq_runtime(threads: usize) -> Result<kwq::Runtime, Failure> {
-    kwq::Runtime::builder()
+    kwq::RuntimeBuilder::new()
         .concurrency(threads)
         .build()
         .map_err(|e| Failure::Usage(format!("kwq runtime: {e}")))
 }
 
-const IMPLS: &str =
-    "seq, ceiling, rayon, crossbeam-reorder, pariter, tbb, kwq, kwq-caller, kwq-iter";
+/// The `--impl` values of `ordered`.
+const IMPLS: [&str; 9] = [
+    "seq",
+    "ceiling",
+    "kwq",
+    "kwq-caller",
+    "kwq-iter",
+    "rayon",
+    "crossbeam-reorder",
+    "pariter",
+    "tbb",
+];
 
-pub(crate) fn run(a: &Args) -> Result<Json, Failure> {
-    let n = a.items.unwrap_or(200_000);
+/// Flags of `kwq-bench ordered`.
+///
+/// `seq` runs on one thread; `ceiling` has T threads fill an N-item buffer
+/// in chunks, then folds it: the machine's ceiling, not a peer.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct OrderedArgs {
+    /// Implementation (seq: one thread; ceiling: the machine's limit, not a peer).
+    #[arg(long = "impl", value_name = "NAME", value_parser = PossibleValuesParser::new(IMPLS))]
+    imp: String,
+    #[command(flatten)]
+    common: Common,
+    /// Work per item (rounds of the mixing function).
+    #[arg(long, default_value_t = 500, value_parser = at_least::<u64>(0))]
+    rounds: u64,
+    /// Bound on items in flight (rayon: window size) [default: 4096].
+    #[arg(long, value_parser = at_least::<usize>(1))]
+    inflight: Option<usize>,
+    /// Expected checksum, hex [default: computed sequentially, untimed].
+    #[arg(long, value_parser = hex_u64)]
+    expect: Option<u64>,
+    /// The oneTBB program [default: $KWQ_BENCH_TBB, else kwq-bench-tbb next to this executable].
+    #[arg(long)]
+    tbb_bin: Option<String>,
+}
+
+impl OrderedArgs {
+    pub(crate) fn run(&self) -> Result<Report, Failure> {
+        run(self)
+    }
+}
+
+fn run(a: &OrderedArgs) -> Result<Report, Failure> {
+    let n = a.common.items.unwrap_or(200_000);
     let rounds = a.rounds;
     let inflight = a.inflight.unwrap_or(DEFAULT_INFLIGHT);
-    let threads = a.threads;
+    let threads = a.common.threads;
+    let rep = a.common.rep;
     let warm_n = n.min(10_000);
 
-    let mut runs = Vec::with_capacity(a.rep);
-    let mut sums = Vec::with_capacity(a.rep);
+    let mut runs = Vec::with_capacity(rep);
+    let mut sums = Vec::with_capacity(rep);
     let mut timed = |f: &mut dyn FnMut(u64) -> u64| {
         f(warm_n);
-        for _ in 0..a.rep {
+        for _ in 0..rep {
             let t0 = Instant::now();
             let h = f(n);
             runs.push(t0.elapsed().as_secs_f64());
@@ -302,7 +346,7 @@ pub(crate) fn run(a: &Args) -> Result<Json, Failure> {
             // it outside the timed region.
             let mut built = Vec::new();
             built.push(pariter_build(warm_n, rounds, threads, inflight));
-            for _ in 0..a.rep {
+            for _ in 0..rep {
                 built.push(pariter_build(n, rounds, threads, inflight));
             }
             let mut it = built.into_iter();
@@ -353,18 +397,14 @@ pub(crate) fn run(a: &Args) -> Result<Json, Failure> {
                     .map_err(|e| Failure::Usage(format!("impl kwq-iter: {e}")))
             };
             let mut built = vec![build(warm_n)?];
-            for _ in 0..a.rep {
+            for _ in 0..rep {
                 built.push(build(n)?);
             }
             let mut it = built.into_iter();
             timed(&mut |_n| it.next().expect("built").fold(H0, fold));
             (threads, inflight)
         }
-        other => {
-            return Err(Failure::Usage(format!(
-                "unknown impl {other:?}; ordered impls: {IMPLS}"
-            )))
-        }
+        other => return Err(Failure::Usage(format!("unknown impl {other:?}"))),
     };
     let peak = crate::peak_rss_kib();
     let expect = a.expect.unwrap_or_else(|| sequential(n, rounds));
@@ -377,7 +417,7 @@ pub(crate) fn run(a: &Args) -> Result<Json, Failure> {
             )));
         }
     }
-    let mut j = Json::new("ordered", &a.imp);
+    let mut j = Report::new("ordered", &a.imp);
     j.timing(n, threads_used, &runs)
         .int("rounds", rounds)
         .int("inflight", inflight_used as u64)

@@ -18,7 +18,7 @@ pub(crate) struct Kwq {
 
 impl Kwq {
     pub(crate) fn new(threads: usize) -> Self {
-        let rt = kwq::Runtime::builder()
+        let rt = kwq::RuntimeBuilder::new()
             .concurrency(threads)
             .build()
             .expect("runtime");
@@ -146,9 +146,15 @@ impl Spawner for TokioBlocking {
     }
 }
 
-/// Names of the one-shot executors, for error messages.
-pub(crate) const SPAWNERS: &str =
-    "kwq, rayon, threadpool, crossbeam-pool, tokio-spawn-blocking, handoff";
+/// Names of the one-shot executors [`with_spawner`] knows.
+pub(crate) const SPAWNERS: [&str; 6] = [
+    "kwq",
+    "rayon",
+    "threadpool",
+    "crossbeam-pool",
+    "tokio-spawn-blocking",
+    "handoff",
+];
 
 /// Calls `body` with the executor named `imp`; returns the thread count it
 /// really uses (the handoff floor always uses one worker).
@@ -164,11 +170,50 @@ pub(crate) fn with_spawner<R>(
         "crossbeam-pool" => (body.call(&CrossbeamPool::new(threads)), threads),
         "tokio-spawn-blocking" => (body.call(&TokioBlocking::new(threads)), threads),
         "handoff" => (body.call(&CrossbeamPool::new(1)), 1),
-        _ => return Err(Failure::Usage(format!("unknown impl {imp:?}"))),
+        _ => {
+            return Err(Failure::Usage(format!(
+                "unknown impl {imp:?} (one of: {})",
+                SPAWNERS.join(", ")
+            )))
+        }
     })
 }
 
 /// A generic callback (closures cannot be generic over `S`).
 pub(crate) trait SpawnerFn<R> {
     fn call<S: Spawner>(self, s: &S) -> R;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nothing;
+
+    impl SpawnerFn<()> for Nothing {
+        fn call<S: Spawner>(self, s: &S) {
+            let (tx, rx) = crossbeam_channel::bounded(1);
+            s.spawn(move || {
+                let _ = tx.send(());
+            });
+            rx.recv().expect("the spawned job runs");
+        }
+    }
+
+    #[test]
+    fn every_listed_spawner_exists_and_the_impl_lists_name_them() {
+        for name in SPAWNERS {
+            let (_, threads) = with_spawner(name, 2, Nothing).expect(name);
+            assert_eq!(threads, if name == "handoff" { 1 } else { 2 });
+            assert!(crate::spawn::IMPLS.contains(&name), "spawn lacks {name}");
+            assert!(
+                crate::latency::IMPLS.contains(&name),
+                "latency lacks {name}"
+            );
+        }
+        assert!(matches!(
+            with_spawner("nope", 1, Nothing),
+            Err(Failure::Usage(_))
+        ));
+    }
 }

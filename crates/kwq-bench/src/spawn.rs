@@ -5,8 +5,10 @@
 //! reaches the target sets a flag and unparks the submitter, which parks
 //! (it does not spin, so it never steals a CPU from the workers).
 
+use crate::cli::{at_least, Common};
 use crate::peers::{with_spawner, Spawner, SpawnerFn};
-use crate::{Args, Failure, Json};
+use crate::{Failure, Report};
+use clap::builder::PossibleValuesParser;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -110,25 +112,49 @@ impl SpawnerFn<Vec<f64>> for Bench {
     }
 }
 
-pub(crate) fn run(a: &Args) -> Result<Json, Failure> {
-    let n = a.items.unwrap_or(1_000_000);
+/// The `--impl` values of `spawn`.
+pub(crate) const IMPLS: [&str; 7] = [
+    "kwq",
+    "kwq-work",
+    "rayon",
+    "threadpool",
+    "crossbeam-pool",
+    "tokio-spawn-blocking",
+    "handoff",
+];
+
+/// Flags of `kwq-bench spawn`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct SpawnArgs {
+    /// Implementation (kwq-work: queueings of persistent Work items).
+    #[arg(long = "impl", value_name = "NAME", value_parser = PossibleValuesParser::new(IMPLS))]
+    imp: String,
+    #[command(flatten)]
+    common: Common,
+    /// Persistent items of kwq-work, queued round-robin.
+    #[arg(long, default_value_t = 1024, value_parser = at_least::<usize>(1))]
+    work_items: usize,
+}
+
+impl SpawnArgs {
+    pub(crate) fn run(&self) -> Result<Report, Failure> {
+        run(self)
+    }
+}
+
+fn run(a: &SpawnArgs) -> Result<Report, Failure> {
+    let n = a.common.items.unwrap_or(1_000_000);
     if a.imp == "kwq-work" {
         return run_work(a, n);
     }
-    let (runs, threads) =
-        with_spawner(&a.imp, a.threads, Bench { n, rep: a.rep }).map_err(|e| match e {
-            Failure::Usage(m) => Failure::Usage(format!(
-                "{m}; spawn impls: kwq-work, {}",
-                crate::peers::SPAWNERS
-            )),
-            e => e,
-        })?;
-    let mut j = Json::new("spawn", &a.imp);
+    let rep = a.common.rep;
+    let (runs, threads) = with_spawner(&a.imp, a.common.threads, Bench { n, rep })?;
+    let mut j = Report::new("spawn", &a.imp);
     j.timing(n, threads, &runs);
     if a.imp == "kwq" {
         j.str(
             "setup",
-            "Runtime::builder().concurrency(T), one Workqueue, default max_active (256), queue_fn",
+            "kwq::RuntimeBuilder::new().concurrency(T), one Workqueue, default max_active (256), queue_fn",
         );
     }
     j.int("peak_rss_kib", crate::peak_rss_kib());
@@ -138,9 +164,9 @@ pub(crate) fn run(a: &Args) -> Result<Json, Failure> {
 /// `kwq-work`: N queueings of K persistent items, round-robin. A `queue`
 /// that returns false coalesced into a pending instance; every `true` is
 /// exactly one execution (WQ-1, WQ-2), which is what the jobs count.
-fn run_work(a: &Args, n: u64) -> Result<Json, Failure> {
+fn run_work(a: &SpawnArgs, n: u64) -> Result<Report, Failure> {
     let k = a.work_items;
-    let kq = crate::peers::Kwq::new(a.threads);
+    let kq = crate::peers::Kwq::new(a.common.threads);
     let one = |n: u64| -> (f64, u64) {
         let d = Done::leak(u64::MAX);
         let works: Vec<kwq::Work> = (0..k)
@@ -169,7 +195,7 @@ fn run_work(a: &Args, n: u64) -> Result<Json, Failure> {
     one(n.min(20_000));
     let mut runs = Vec::new();
     let mut execs = Vec::new();
-    for _ in 0..a.rep {
+    for _ in 0..a.common.rep {
         let (s, e) = one(n);
         runs.push(s);
         execs.push(e);
@@ -178,12 +204,12 @@ fn run_work(a: &Args, n: u64) -> Result<Json, Failure> {
     let mut idx: Vec<usize> = (0..runs.len()).collect();
     idx.sort_by(|&x, &y| runs[x].total_cmp(&runs[y]));
     let executions = execs[idx[idx.len() / 2]];
-    let mut j = Json::new("spawn", &a.imp);
-    j.timing(n, a.threads, &runs)
+    let mut j = Report::new("spawn", &a.imp);
+    j.timing(n, a.common.threads, &runs)
         .int("work_items", k as u64)
         .int("executions", executions)
         .int("coalesced", n - executions)
-        .str("setup", "Runtime::builder().concurrency(T), one Workqueue, default max_active (256), queue(&Work)")
+        .str("setup", "kwq::RuntimeBuilder::new().concurrency(T), one Workqueue, default max_active (256), queue(&Work)")
         .int("peak_rss_kib", crate::peak_rss_kib());
     Ok(j)
 }

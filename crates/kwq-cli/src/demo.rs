@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Requeues in the non-reentrancy section.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = crate::args::count::<usize>(100, 100_000_000))]
     requeues: usize,
 }
 
@@ -41,7 +41,7 @@ pub fn run(args: DemoArgs) -> Result<ExitCode> {
         t0: Instant::now(),
         out: std::io::stdout().lock(),
     };
-    let rt = Runtime::builder()
+    let rt = kwq::RuntimeBuilder::new()
         .concurrency(2)
         .thread_name("demo")
         .build()?;
@@ -235,7 +235,7 @@ fn flush_and_cancel(log: &mut Log, wq: &Workqueue) -> Result<()> {
 
 fn blocking(log: &mut Log) -> Result<()> {
     log.head("blocking: a worker that waits does not starve its pool")?;
-    let rt = Runtime::builder()
+    let rt = kwq::RuntimeBuilder::new()
         .concurrency(1)
         .thread_name("demo1")
         .build()?;

@@ -2,18 +2,36 @@
 //! zstd (`kwq compress | decompress | test | list`) and the
 //! front end of the kwq-model checker (`kwq model ...`).
 //!
-//! `main` parses arguments, `run` maps the outcome to an exit code; a closed
-//! stdout (`kwq ... | head`) is a normal way to stop and exits 0.
+//! Exit codes: 0 success, 1 a failed check or a runtime error (`kwq: error:
+//! ...` on stderr), 2 a bad argument or environment variable. Bad arguments
+//! are reported in one style, clap's, before any work starts: value parsers
+//! check what they can, and a later [`UsageError`] (a combination clap cannot
+//! see) is turned into a clap error too. A closed stdout (`kwq ... | head`) is
+//! a normal way to stop and exits 0.
 #![forbid(unsafe_code)]
 
+mod args;
 mod compress;
 mod compress_io;
 mod compress_list;
 mod demo;
 mod model;
 
-use clap::{Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{CommandFactory as _, Parser, Subcommand};
 use std::process::ExitCode;
+
+/// A bad argument found after parsing; reported like clap's own (exit 2).
+#[derive(Debug)]
+pub(crate) struct UsageError(pub(crate) String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
 
 /// Kernel-grade workqueues for userspace.
 #[derive(Debug, Parser)]
@@ -44,6 +62,9 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if e.is::<UsageError>() => {
+            Cli::command().error(ErrorKind::ValueValidation, e).exit()
+        }
         Err(e) => {
             eprintln!("kwq: error: {e:#}");
             ExitCode::FAILURE

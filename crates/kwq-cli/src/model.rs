@@ -1,19 +1,28 @@
 //! `kwq model ...`: the front end of the kwq-model checker.
 //!
-//! - `kwq model check --version V --scenario S [...]`: check one setup.
-//! - `kwq model matrix [--json]`: every version × scenario against the
+//! - `kwq model check --code V --scenario S [...]`: check one setup.
+//! - `kwq model matrix [--json]`: every code version × scenario against the
 //!   expected table; exits 1 if a cell differs.
 //! - `kwq model replay STRING`: re-run a replay string to the same state.
 //! - `kwq model reproduce`: the 2019 deadlock under v4, then the same
 //!   scenario under kwq's identity.
 //!
-//! Arguments are parsed here (low level) and turned into a validated
-//! `kwq_model::Setup` + `kwq_model::Config` (high level) before anything runs.
+//! Every argument, and every `KWQ_MODEL_*` variable `check` reads, goes
+//! through a clap value parser: a bad one is a usage error (clap's message,
+//! exit 2) reported before any work starts. The lists of code versions and
+//! scenarios come from kwq-model's own `ALL` tables, so a version added
+//! there is accepted here without a change. Arguments become a validated
+//! `kwq_model::Setup` + `kwq_model::Config` before anything runs.
+use crate::args::{count, new_file};
+use crate::UsageError;
 use anyhow::{bail, Context as _};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Subcommand, ValueEnum};
 use kwq_model::explore::{check, Bfs, Dfs, RandomWalk, Strategy};
+use kwq_model::setup::{MAX_ITEMS, MAX_WORKERS};
 use kwq_model::{matrix, report, AllocPolicy, Config, Granularity, Scenario, Trace, Version};
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -26,10 +35,9 @@ pub struct ModelArgs {
 
 #[derive(Debug, Subcommand)]
 enum ModelCmd {
-    /// Model-check one version × scenario and print a trace or the state count.
-    #[command(disable_version_flag = true)]
+    /// Model-check one code version × scenario and print a trace or the state count.
     Check(CheckArgs),
-    /// Check every version × scenario against the expected matrix (exit 1 on a mismatch).
+    /// Check every code version × scenario against the expected matrix (exit 1 on a mismatch).
     Matrix(MatrixArgs),
     /// Re-run a replay string and print its step table and final state.
     Replay(ReplayArgs),
@@ -55,6 +63,15 @@ enum AllocArg {
     Any,
 }
 
+impl From<AllocArg> for AllocPolicy {
+    fn from(a: AllocArg) -> AllocPolicy {
+        match a {
+            AllocArg::Lifo => AllocPolicy::Lifo,
+            AllocArg::Any => AllocPolicy::Any,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum GranularityArg {
     /// §4.1 steps.
@@ -65,44 +82,103 @@ enum GranularityArg {
     FineAll,
 }
 
-#[derive(Debug, Args)]
+impl From<GranularityArg> for Granularity {
+    fn from(g: GranularityArg) -> Granularity {
+        match g {
+            GranularityArg::Coarse => Granularity::Coarse,
+            GranularityArg::Fine => Granularity::Fine,
+            GranularityArg::FineAll => Granularity::FineAll,
+        }
+    }
+}
+
+/// [`CheckOpts`] plus what the derive cannot see: where `--granularity`'s
+/// value came from, so that `--fine` can conflict with the option on the
+/// command line yet override the environment variable.
+#[derive(Debug)]
 struct CheckArgs {
-    /// Code version: v3.16, v4, v5.5, v5.5-generic, kwq.
-    #[arg(long, value_parser = parse_version)]
-    version: Version,
-    /// Scenario: 2014 or 2019.
-    #[arg(long, value_parser = parse_scenario)]
+    opts: CheckOpts,
+    granularity_on_command_line: bool,
+}
+
+impl clap::FromArgMatches for CheckArgs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        Ok(CheckArgs {
+            opts: CheckOpts::from_arg_matches(m)?,
+            granularity_on_command_line: m.value_source("granularity")
+                == Some(clap::parser::ValueSource::CommandLine),
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = CheckArgs::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl Args for CheckArgs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        CheckOpts::augment_args(cmd)
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        CheckOpts::augment_args_for_update(cmd)
+    }
+}
+
+#[derive(Debug, Args)]
+struct CheckOpts {
+    /// Code being modelled: a kernel code version or kwq.
+    #[arg(long, value_name = "VERSION", value_parser = code_parser())]
+    code: Version,
+    /// Scenario (the year of the Btrfs deadlock it sets up).
+    #[arg(long, value_parser = scenario_parser())]
     scenario: Scenario,
     /// Search strategy.
     #[arg(long, value_enum, default_value_t = StrategyArg::Bfs)]
     strategy: StrategyArg,
-    /// State budget (default: KWQ_MODEL_MAX_STATES or 4000000).
+    /// State budget.
+    #[arg(long, env = "KWQ_MODEL_MAX_STATES", default_value = "4000000",
+          value_parser = count::<usize>(1, u32::MAX.into()))]
+    max_states: usize,
+    /// Longest path explored, in steps.
+    #[arg(long, env = "KWQ_MODEL_MAX_DEPTH", default_value = "400",
+          value_parser = count::<usize>(1, 100_000))]
+    max_depth: usize,
+    /// Fine-grained steps: --granularity fine (overrides KWQ_MODEL_GRANULARITY).
     #[arg(long)]
-    max_states: Option<usize>,
-    /// Fine-grained steps (same as --granularity fine).
-    #[arg(long, conflicts_with = "granularity")]
     fine: bool,
-    /// Step granularity (default: KWQ_MODEL_GRANULARITY or coarse).
-    #[arg(long, value_enum)]
+    /// Step granularity [default: coarse].
+    #[arg(long, value_enum, env = "KWQ_MODEL_GRANULARITY")]
     granularity: Option<GranularityArg>,
-    /// Allocator policy (default: KWQ_MODEL_ALLOC or lifo).
-    #[arg(long, value_enum)]
-    alloc: Option<AllocArg>,
-    /// Seed of the random strategy (default: KWQ_MODEL_SEED or 1).
-    #[arg(long)]
-    seed: Option<u64>,
-    /// Upper-layer items (default: KWQ_MODEL_ITEMS or 3).
-    #[arg(long)]
-    items: Option<u8>,
-    /// Ordered phases that may wait for I/O (default: KWQ_MODEL_WAITS or 2).
-    #[arg(long)]
-    waits: Option<u8>,
-    /// Worker cap (default: KWQ_MODEL_MAX_WORKERS or 4).
-    #[arg(long)]
-    workers: Option<u8>,
-    /// Also write the trace to this new file (refuses to overwrite).
-    #[arg(long)]
-    trace_file: Option<std::path::PathBuf>,
+    /// Allocator policy.
+    #[arg(long, value_enum, env = "KWQ_MODEL_ALLOC", default_value_t = AllocArg::Lifo)]
+    alloc: AllocArg,
+    /// Seed of the random strategy.
+    #[arg(long, env = "KWQ_MODEL_SEED", default_value = "1", value_parser = count::<u64>(0, u64::MAX))]
+    seed: u64,
+    /// Number of walks of the random strategy.
+    #[arg(long, env = "KWQ_MODEL_WALKS", default_value = "10000",
+          value_parser = count::<usize>(1, u32::MAX.into()))]
+    walks: usize,
+    /// Upper-layer items.
+    #[arg(long, env = "KWQ_MODEL_ITEMS", default_value = "3",
+          value_parser = count::<u8>(1, MAX_ITEMS.into()))]
+    items: u8,
+    /// Ordered phases that may wait for I/O (cut to --items if larger).
+    #[arg(long, env = "KWQ_MODEL_WAITS", default_value = "2",
+          value_parser = count::<u8>(0, MAX_ITEMS.into()))]
+    waits: u8,
+    /// Worker cap.
+    #[arg(long, env = "KWQ_MODEL_MAX_WORKERS", default_value = "4",
+          value_parser = count::<u8>(1, MAX_WORKERS.into()))]
+    workers: u8,
+    /// max_active of each workqueue.
+    #[arg(long, env = "KWQ_MODEL_MAX_ACTIVE", default_value = "4", value_parser = count::<u8>(1, 255))]
+    max_active: u8,
+    /// Also write the trace to this file, which must not exist yet.
+    #[arg(long, value_parser = new_file)]
+    trace_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -115,15 +191,30 @@ struct MatrixArgs {
 #[derive(Debug, Args)]
 struct ReplayArgs {
     /// A replay string as printed by `check`, `matrix` or `reproduce`.
-    string: String,
+    #[arg(value_parser = parse_trace)]
+    trace: Trace,
 }
 
-fn parse_version(s: &str) -> Result<Version, String> {
-    s.parse().map_err(|e| format!("{e}"))
+/// The `--code` values: kwq-model's own list, so new versions need no change here.
+fn code_parser() -> impl TypedValueParser<Value = Version> {
+    PossibleValuesParser::new(Version::ALL.map(Version::as_str)).try_map(|s| s.parse::<Version>())
 }
 
-fn parse_scenario(s: &str) -> Result<Scenario, String> {
-    s.parse().map_err(|e| format!("{e}"))
+/// The `--scenario` values, from kwq-model's list.
+fn scenario_parser() -> impl TypedValueParser<Value = Scenario> {
+    PossibleValuesParser::new(Scenario::ALL.map(Scenario::as_str))
+        .try_map(|s| s.parse::<Scenario>())
+}
+
+fn parse_trace(s: &str) -> Result<Trace, String> {
+    if s.trim().is_empty() {
+        return Err("an empty replay string".into());
+    }
+    let t = Trace::parse(s.trim()).map_err(|e| e.to_string())?;
+    // A string that parses but names a step the model does not enable is
+    // just as bad an argument: refuse it here, before any output.
+    t.replay().map_err(|e| e.to_string())?;
+    Ok(t)
 }
 
 /// Runs `kwq model`.
@@ -136,41 +227,30 @@ pub fn run(args: ModelArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn run_check(a: CheckArgs) -> anyhow::Result<ExitCode> {
-    let mut cfg = Config::from_env()?;
-    if let Some(n) = a.max_states {
-        cfg.max_states = n;
+fn run_check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    let a = args.opts;
+    if a.fine && args.granularity_on_command_line {
+        return Err(UsageError("--fine cannot be used with --granularity".into()).into());
     }
-    if let Some(n) = a.seed {
-        cfg.seed = n;
+    let mut cfg = Config::default();
+    cfg.max_states = a.max_states;
+    cfg.max_depth = a.max_depth;
+    cfg.seed = a.seed;
+    cfg.walks = a.walks;
+    cfg.items = a.items;
+    cfg.waits = a.waits;
+    cfg.max_workers = a.workers;
+    cfg.max_active = a.max_active;
+    cfg.alloc = a.alloc.into();
+    cfg.granularity = match (a.fine, a.granularity) {
+        (true, _) => Granularity::Fine,
+        (false, Some(g)) => g.into(),
+        (false, None) => Granularity::Coarse,
+    };
+    let setup = cfg.setup(a.code, a.scenario);
+    if let Err(e) = setup.validate() {
+        return Err(UsageError(format!("invalid model size: {e}")).into());
     }
-    if let Some(n) = a.items {
-        cfg.items = n;
-    }
-    if let Some(n) = a.waits {
-        cfg.waits = n;
-    }
-    if let Some(n) = a.workers {
-        cfg.max_workers = n;
-    }
-    if a.fine {
-        cfg.granularity = Granularity::Fine;
-    }
-    if let Some(g) = a.granularity {
-        cfg.granularity = match g {
-            GranularityArg::Coarse => Granularity::Coarse,
-            GranularityArg::Fine => Granularity::Fine,
-            GranularityArg::FineAll => Granularity::FineAll,
-        };
-    }
-    if let Some(al) = a.alloc {
-        cfg.alloc = match al {
-            AllocArg::Lifo => AllocPolicy::Lifo,
-            AllocArg::Any => AllocPolicy::Any,
-        };
-    }
-    let setup = cfg.setup(a.version, a.scenario);
-    setup.validate().context("invalid model size")?;
     let mut strategy: Box<dyn Strategy> = match a.strategy {
         StrategyArg::Bfs => Box::new(Bfs),
         StrategyArg::Dfs => Box::new(Dfs),
@@ -253,7 +333,7 @@ fn run_matrix(a: MatrixArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_replay(a: ReplayArgs) -> anyhow::Result<ExitCode> {
-    let trace = Trace::parse(&a.string).context("cannot parse the replay string")?;
+    let trace = a.trace;
     let mut cfg = Config::default();
     cfg.max_states = usize::MAX;
     let mut strategy = kwq_model::Replay::new(trace.actions.clone());

@@ -30,8 +30,8 @@
 //! phase, `list_lock` section, ordered phase with or without waiting, wake
 //! up, deferred self-free, return), the upper filesystem's writeback, the
 //! lower filesystem's writeback (2019) or a read completion (2014).
-//! [`enabled_actions`] lists them in a fixed order; [`step`] is the pure
-//! transition function. See [`model::action`] and [`model::step`].
+//! [`enabled_actions`] lists them in a fixed order; [`step()`] is the pure
+//! transition function. See [`model::action`] and [`model::step`](mod@model::step).
 //!
 //! # Protocol
 //!

@@ -66,22 +66,43 @@ pub fn render_outcome(o: &Outcome) -> String {
         }
     }
     let s = o.setup;
-    let _ = writeln!(
-        out,
-        "explored {} states, {} transitions in {:.3} s ({:.0} states/s); {} complete end states, {} worker-cap stalls",
-        o.stats.states,
-        o.stats.transitions,
-        o.stats.elapsed.as_secs_f64(),
-        o.stats.states_per_sec(),
-        o.stats.complete,
-        o.stats.cap_stalls
-    );
+    let _ = writeln!(out, "{}", render_stats(o));
     let _ = writeln!(
         out,
         "bounds: {} upper items, at most {} I/O waits, at most {} workers, max_active {}, {} allocator, {} steps",
         s.items, s.waits, s.max_workers, s.max_active, s.alloc, s.granularity
     );
     out
+}
+
+/// The statistics line. A random walk counts steps, not transitions; a run
+/// too short to time says so instead of printing a zero duration and rate.
+fn render_stats(o: &Outcome) -> String {
+    let st = &o.stats;
+    let work = if o.strategy == "random" {
+        format!("walked {} steps", st.states)
+    } else {
+        format!(
+            "explored {} states, {} transitions",
+            st.states, st.transitions
+        )
+    };
+    let secs = st.elapsed.as_secs_f64();
+    let time = if secs >= 1.0 {
+        format!("in {secs:.2} s ({:.0} states/s)", st.states_per_sec())
+    } else if secs >= 0.001 {
+        format!(
+            "in {:.1} ms ({:.0} states/s)",
+            secs * 1e3,
+            st.states_per_sec()
+        )
+    } else {
+        "in under 1 ms".to_string()
+    };
+    format!(
+        "{work} {time}; {} complete end states, {} worker-cap stalls",
+        st.complete, st.cap_stalls
+    )
 }
 
 /// The step table, the final busy workers, the wait-for cycle and the

@@ -10,7 +10,7 @@ static C: AtomicUsize = AtomicUsize::new(0);
 fn main() {
     let n = 1_000_000;
     for _ in 0..5 {
-        let rt = kwq::Runtime::builder()
+        let rt = kwq::RuntimeBuilder::new()
             .concurrency(1)
             .max_workers(2)
             .build()

@@ -21,6 +21,7 @@
 //! times within one delay pays that memory.
 
 use crate::error::QueueError;
+use crate::report::{Warning, WarningKind};
 use crate::sync::atomic::{AtomicU64, Ordering::*};
 use crate::sync::{Arc, Condvar, Mutex};
 use crate::work::state::TransitionToPending;
@@ -42,7 +43,7 @@ use std::time::{Duration, Instant};
 /// assert!(wq.queue_delayed(&d, Duration::from_millis(20)));
 /// d.flush(); // fires it now, then waits for it
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct DelayedWork {
     work: Work,
 }
@@ -122,7 +123,13 @@ fn enqueue_or_abandon(wq: &Arc<WqInner>, item: &Arc<WorkInner>, seq: u64) {
     match wq.check_accepting() {
         Ok(()) => wq.enqueue_work(item.clone(), seq),
         Err(e) => {
-            eprintln!("kwq: delayed work '{}' dropped: {e}", item.name());
+            wq.warn(
+                Warning::new(
+                    WarningKind::DelayedDropped,
+                    format!("delayed work '{}' dropped: {e}", item.name()),
+                )
+                .of_work(item.name()),
+            );
             if item.state.load().is_live(seq) {
                 let _ = item.cancel();
             }
@@ -240,7 +247,13 @@ impl Workqueue {
         match self.try_queue_delayed(d, delay) {
             Ok(q) => q,
             Err(e) => {
-                eprintln!("kwq: delayed work '{}' not queued: {e}", d.name());
+                self.inner.warn(
+                    Warning::new(
+                        WarningKind::QueueRefused,
+                        format!("delayed work '{}' not queued: {e}", d.name()),
+                    )
+                    .of_work(d.name()),
+                );
                 false
             }
         }
@@ -248,6 +261,11 @@ impl Workqueue {
 
     /// Like [`queue_delayed`](Workqueue::queue_delayed), reporting a
     /// refusing queue as an error.
+    ///
+    /// # Errors
+    ///
+    /// A [`QueueError`] if the workqueue is draining or destroyed; nothing
+    /// was queued.
     pub fn try_queue_delayed(&self, d: &DelayedWork, delay: Duration) -> Result<bool, QueueError> {
         self.inner.check_accepting()?;
         let item = &d.work.inner;
@@ -276,7 +294,13 @@ impl Workqueue {
     /// if a `cancel_sync` is in progress or the queue refuses work.
     pub fn mod_delayed(&self, d: &DelayedWork, delay: Duration) -> bool {
         if let Err(e) = self.inner.check_accepting() {
-            eprintln!("kwq: delayed work '{}' not queued: {e}", d.name());
+            self.inner.warn(
+                Warning::new(
+                    WarningKind::QueueRefused,
+                    format!("delayed work '{}' not queued: {e}", d.name()),
+                )
+                .of_work(d.name()),
+            );
             return false;
         }
         let item = &d.work.inner;

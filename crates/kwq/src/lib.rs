@@ -62,7 +62,7 @@
 //! itself, flushing a workqueue from one of its own items, flushing an item
 //! pending behind the caller on an ordered queue — panics with a message
 //! naming the item and queue, instead of hanging. A panicking work function
-//! is caught and reported ([`RuntimeBuilder::panic_handler`]); its worker
+//! is caught and reported ([`RuntimeBuilder::on_panic`]); its worker
 //! survives, and flush/cancel still return.
 //!
 //! # Glossary (kernel → kwq)
@@ -85,7 +85,7 @@
 //! | `WQ_HIGHPRI`, `WQ_UNBOUND`, `WQ_CPU_INTENSIVE` | [`WorkqueueBuilder::highpri`], [`unbound`](WorkqueueBuilder::unbound), [`cpu_intensive`](WorkqueueBuilder::cpu_intensive) |
 //! | `alloc_ordered_workqueue` | [`WorkqueueBuilder::ordered`] |
 //! | `wq_worker_sleeping` / `wq_worker_running` | [`blocking`] |
-//! | `system_wq`, `system_highpri_wq`, `system_unbound_wq`, `system_long_wq` | [`system`], [`system_highpri`], [`system_unbound`], [`system_long`] |
+//! | `system_wq`, `system_highpri_wq`, `system_unbound_wq`, `system_long_wq` | [`system`](fn@system), [`system_highpri`], [`system_unbound`], [`system_long`] |
 //! | `show_workqueue_state` | [`Runtime::dump`] |
 //! | `wq_watchdog` ("BUG: workqueue lockup") | [`RuntimeBuilder::watchdog`], [`LockupReport`] |
 //!
@@ -102,6 +102,8 @@
 pub(crate) mod sync;
 
 #[cfg(not(kwq_loom))]
+mod builder;
+#[cfg(not(kwq_loom))]
 mod current;
 #[cfg(not(kwq_loom))]
 mod delayed;
@@ -110,11 +112,21 @@ mod error;
 #[cfg(not(kwq_loom))]
 mod job;
 #[cfg(not(kwq_loom))]
-pub mod ordered;
+mod join;
 #[cfg(not(kwq_loom))]
+pub mod ordered;
+/// The pools' internals, public in 0.1.0 by mistake: their policy
+/// predicates belong to the `kwq-policy` crate. Hidden, kept for
+/// compatibility.
+#[cfg(not(kwq_loom))]
+#[doc(hidden)]
 pub mod pool;
 #[cfg(not(kwq_loom))]
+mod report;
+#[cfg(not(kwq_loom))]
 mod runtime;
+#[cfg(not(kwq_loom))]
+mod scope;
 #[cfg(not(kwq_loom))]
 mod task;
 #[cfg(not(kwq_loom))]
@@ -125,13 +137,26 @@ mod work;
 mod workqueue;
 
 #[cfg(not(kwq_loom))]
+pub use builder::RuntimeBuilder;
+#[cfg(not(kwq_loom))]
 pub use current::blocking;
 #[cfg(not(kwq_loom))]
 pub use delayed::DelayedWork;
 #[cfg(not(kwq_loom))]
-pub use error::{BuildError, QueueError, Rejected, SetMaxActiveError, Stragglers};
+pub use error::{
+    BuildError, BuildErrorKind, QueueError, SetMaxActiveError, ShutdownError, TryQueueFnError,
+};
 #[cfg(not(kwq_loom))]
-pub use runtime::{PanicReport, Runtime, RuntimeBuilder};
+#[allow(deprecated)]
+pub use error::{Rejected, Stragglers};
+#[cfg(not(kwq_loom))]
+pub use join::{JoinError, JoinHandle};
+#[cfg(not(kwq_loom))]
+pub use report::{PanicReport, Warning, WarningKind};
+#[cfg(not(kwq_loom))]
+pub use runtime::Runtime;
+#[cfg(not(kwq_loom))]
+pub use scope::{scope, Scope};
 #[cfg(not(kwq_loom))]
 pub use watchdog::LockupReport;
 #[cfg(not(kwq_loom))]
@@ -178,22 +203,23 @@ mod system {
         cell.get_or_init(f)
     }
 
+    /// Builds a system workqueue; their settings are constants, all valid.
+    fn known(b: crate::WorkqueueBuilder) -> Workqueue {
+        b.build()
+            .unwrap_or_else(|e| unreachable!("system workqueue settings rejected: {e}"))
+    }
+
     /// The default workqueue (kernel `system_wq`) on the global runtime's
     /// normal pool.
     pub fn system() -> &'static Workqueue {
         static Q: OnceLock<Workqueue> = OnceLock::new();
-        make(&Q, || Workqueue::builder("events").build().expect("valid"))
+        make(&Q, || known(Workqueue::builder("events")))
     }
 
     /// High-priority system workqueue (kernel `system_highpri_wq`).
     pub fn system_highpri() -> &'static Workqueue {
         static Q: OnceLock<Workqueue> = OnceLock::new();
-        make(&Q, || {
-            Workqueue::builder("events_highpri")
-                .highpri()
-                .build()
-                .expect("valid")
-        })
+        make(&Q, || known(Workqueue::builder("events_highpri").highpri()))
     }
 
     /// Unbound system workqueue (kernel `system_unbound_wq`): items get a
@@ -201,11 +227,11 @@ mod system {
     pub fn system_unbound() -> &'static Workqueue {
         static Q: OnceLock<Workqueue> = OnceLock::new();
         make(&Q, || {
-            Workqueue::builder("events_unbound")
-                .unbound()
-                .max_active(crate::pool::policy::MAX_ACTIVE)
-                .build()
-                .expect("valid")
+            known(
+                Workqueue::builder("events_unbound")
+                    .unbound()
+                    .max_active(crate::pool::policy::MAX_ACTIVE),
+            )
         })
     }
 
@@ -214,9 +240,7 @@ mod system {
     /// not wait for short items and vice versa.
     pub fn system_long() -> &'static Workqueue {
         static Q: OnceLock<Workqueue> = OnceLock::new();
-        make(&Q, || {
-            Workqueue::builder("events_long").build().expect("valid")
-        })
+        make(&Q, || known(Workqueue::builder("events_long")))
     }
 }
 

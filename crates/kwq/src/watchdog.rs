@@ -13,13 +13,31 @@
 //! The watchdog holds only a weak reference to its runtime and exits when
 //! the runtime goes away.
 
+use crate::report::{Warning, WarningKind};
 use crate::runtime::{Runtime, RuntimeInner};
 use crate::sync::atomic::Ordering::Relaxed;
 use crate::sync::{downgrade, thread, Arc, Weak};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// What the watchdog reports about a stalled pool.
+/// What the watchdog reports about a stalled pool, through
+/// [`RuntimeBuilder::on_lockup`](crate::RuntimeBuilder::on_lockup) and
+/// `tracing`.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let rt = kwq::RuntimeBuilder::new()
+///     .watchdog(Some(Duration::from_secs(10)))
+///     .on_lockup(|r| {
+///         // A pool whose workers all block without kwq::blocking, or that
+///         // hit its worker cap: the dump shows who holds it up.
+///         let _ = (r.pool(), r.stuck_for(), r.waiting(), r.dump());
+///     })
+///     .build()?;
+/// # drop(rt);
+/// # Ok::<(), kwq::BuildError>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct LockupReport {
     pub(crate) pool: String,
@@ -60,8 +78,6 @@ impl std::fmt::Display for LockupReport {
     }
 }
 
-pub(crate) type LockupHandler = Arc<dyn Fn(&LockupReport) + Send + Sync + 'static>;
-
 struct PoolWatch {
     progress: u64,
     since: Instant,
@@ -76,7 +92,10 @@ pub(crate) fn start(rt: &Arc<RuntimeInner>, thresh: Duration) {
         .name(name)
         .spawn(move || run(weak, thresh));
     if let Err(e) = spawned {
-        eprintln!("kwq: could not start the lockup watchdog: {e}");
+        rt.cfg.warn(Warning::new(
+            WarningKind::ThreadSpawnFailed,
+            format!("could not start the lockup watchdog: {e}"),
+        ));
     }
 }
 

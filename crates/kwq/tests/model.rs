@@ -87,7 +87,7 @@ struct World {
 }
 
 fn world() -> World {
-    let rt = kwq::Runtime::builder()
+    let rt = kwq::RuntimeBuilder::new()
         .concurrency(2)
         .thread_name("kwq-model")
         .watchdog(None)

@@ -624,9 +624,9 @@ fn queueing_into_a_full_queue_from_a_destructor_during_unwinding_works() {
 fn ordered_map_dropped_early_drops_inputs_even_if_one_panics() {
     let worker_panics = Arc::new(AtomicUsize::new(0));
     let wp = worker_panics.clone();
-    let rt = kwq::Runtime::builder()
+    let rt = kwq::RuntimeBuilder::new()
         .concurrency(2)
-        .panic_handler(move |_| {
+        .on_panic(move |_| {
             wp.fetch_add(1, SeqCst);
         })
         .build()

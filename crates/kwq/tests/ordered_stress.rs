@@ -15,7 +15,6 @@
 //! queues' state) if progress stops for 20 s, instead of hanging CI.
 
 use kwq::ordered::{BoxedOrderedWorkqueue, OrderedWorkqueue};
-use kwq::Runtime;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -53,7 +52,7 @@ struct Latch {
 
 #[test]
 fn stacked_ordered_queues_with_recycling_never_hang() {
-    let rt = Runtime::builder()
+    let rt = kwq::RuntimeBuilder::new()
         .concurrency(2)
         .thread_name("stress")
         .build()

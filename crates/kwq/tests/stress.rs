@@ -41,7 +41,7 @@ struct Item {
 #[test]
 fn million_requeues_never_overlap() {
     let total = requeues();
-    let rt = kwq::Runtime::builder()
+    let rt = kwq::RuntimeBuilder::new()
         .concurrency(8)
         .thread_name("kwq-stress")
         .build()
@@ -212,7 +212,7 @@ fn sparse_submissions_never_lose_a_wakeup() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(20_000);
     for concurrency in [1, 2] {
-        let rt = kwq::Runtime::builder()
+        let rt = kwq::RuntimeBuilder::new()
             .concurrency(concurrency)
             .thread_name("kwq-wake")
             .build()

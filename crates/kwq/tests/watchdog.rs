@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 #[test]
 fn reports_a_pool_stalled_by_unannotated_blocking() {
     let (tx, rx) = mpsc::channel();
-    let rt = kwq::Runtime::builder()
+    let rt = kwq::RuntimeBuilder::new()
         .concurrency(1)
         .watchdog(Some(Duration::from_millis(200)))
-        .lockup_handler(move |r| {
+        .on_lockup(move |r| {
             let _ = tx.send(r.clone());
         })
         .build()
@@ -59,10 +59,10 @@ fn reports_a_pool_stalled_by_unannotated_blocking() {
 fn a_busy_pool_that_makes_progress_is_not_reported() {
     let reports = Arc::new(AtomicUsize::new(0));
     let r = reports.clone();
-    let rt = kwq::Runtime::builder()
+    let rt = kwq::RuntimeBuilder::new()
         .concurrency(1)
         .watchdog(Some(Duration::from_millis(100)))
-        .lockup_handler(move |_| {
+        .on_lockup(move |_| {
             r.fetch_add(1, SeqCst);
         })
         .build()

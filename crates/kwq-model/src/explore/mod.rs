@@ -11,7 +11,7 @@
 //! # Actions
 //!
 //! [`enabled_actions`] lists every enabled [`Action`] in a fixed order, and
-//! [`Engine::successors`] applies each of them with the pure [`step`](crate::step).
+//! [`Engine::successors`] applies each of them with the pure [`step()`].
 //! Strategies decide only *which* successor to look at next, as shuttle's
 //! `Scheduler` decides only which task runs next while the runtime owns the
 //! tasks: depth-first with a visited set ([`Dfs`]), breadth-first with a

@@ -640,7 +640,7 @@ mod tests {
     /// workqueue's `max_active`).
     #[test]
     fn runner_above_a_lowered_limit_starts_nothing_new() {
-        let rt = crate::Runtime::builder().concurrency(2).build().unwrap();
+        let rt = crate::RuntimeBuilder::new().concurrency(2).build().unwrap();
         let crew = probe_crew(&rt, "crew-retire", None, Probe::default());
         // Items 0 and 1 occupy both runners.
         push(&crew);
@@ -684,7 +684,7 @@ mod tests {
     /// `current_active`, which admits it.
     #[test]
     fn woken_runner_deferred_behind_a_stalled_one_is_admitted() {
-        let rt = crate::Runtime::builder().concurrency(2).build().unwrap();
+        let rt = crate::RuntimeBuilder::new().concurrency(2).build().unwrap();
         let probe = Probe {
             block_item_0: true,
             ..Probe::default()

@@ -1,4 +1,4 @@
-//! Errors of the ordered layer: build errors (opaque, rayon style), a
+//! Errors of the ordered layer: a
 //! refused item that hands its closures back (crossbeam `TrySendError`
 //! style), and the panics collected by `flush` (tokio `JoinError` style).
 
@@ -6,104 +6,12 @@ use crate::sync::Mutex;
 use std::any::Any;
 use std::fmt;
 
-/// An [`OrderedWorkqueue`](super::OrderedWorkqueue) or
-/// [`OrderedMapBuilder`](super::OrderedMapBuilder) could not be built.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BuildError {
-    kind: BuildErrorKind,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum BuildErrorKind {
-    MaxActive(usize),
-    MaxInFlight(usize),
-    MapInFlight { got: usize, min: usize },
-    Thresh { thresh: u64, max_in_flight: usize },
-    OutOfMemory { slots: usize, slot_bytes: usize },
-    Workqueue(crate::BuildError),
-}
-
-impl BuildError {
-    pub(crate) fn max_active(n: usize) -> Self {
-        BuildError {
-            kind: BuildErrorKind::MaxActive(n),
-        }
-    }
-    pub(crate) fn max_in_flight(n: usize) -> Self {
-        BuildError {
-            kind: BuildErrorKind::MaxInFlight(n),
-        }
-    }
-    pub(crate) fn map_in_flight(got: usize, min: usize) -> Self {
-        BuildError {
-            kind: BuildErrorKind::MapInFlight { got, min },
-        }
-    }
-    pub(crate) fn thresh(thresh: u64, max_in_flight: usize) -> Self {
-        BuildError {
-            kind: BuildErrorKind::Thresh {
-                thresh,
-                max_in_flight,
-            },
-        }
-    }
-    pub(crate) fn out_of_memory(slots: usize, slot_bytes: usize) -> Self {
-        BuildError {
-            kind: BuildErrorKind::OutOfMemory { slots, slot_bytes },
-        }
-    }
-}
-
-impl From<crate::BuildError> for BuildError {
-    fn from(e: crate::BuildError) -> Self {
-        BuildError {
-            kind: BuildErrorKind::Workqueue(e),
-        }
-    }
-}
-
-impl fmt::Display for BuildError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
-            BuildErrorKind::MaxActive(n) => write!(
-                f,
-                "ordered max_active must be between 1 and {}, got {n}",
-                super::crew::MAX_RUNNERS
-            ),
-            BuildErrorKind::MaxInFlight(n) => {
-                write!(f, "max_in_flight must be between 1 and 2^32, got {n}")
-            }
-            BuildErrorKind::MapInFlight { got, min } => write!(
-                f,
-                "an ordered map's max_in_flight must be at least {min} (one item per ring \
-                 slot), got {got}"
-            ),
-            BuildErrorKind::Thresh {
-                thresh,
-                max_in_flight,
-            } => write!(
-                f,
-                "thresh must be below max_in_flight ({max_in_flight}), got {thresh}: the \
-                 backlog can never exceed max_in_flight, so current_active could never grow"
-            ),
-            BuildErrorKind::OutOfMemory { slots, slot_bytes } => write!(
-                f,
-                "cannot allocate the ring for max_in_flight {slots} ({slots} slots of \
-                 {slot_bytes} bytes, allocated up front)"
-            ),
-            BuildErrorKind::Workqueue(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for BuildError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.kind {
-            BuildErrorKind::Workqueue(e) => Some(e),
-            _ => None,
-        }
-    }
-}
+/// The ordered layer's build error: the crate's one [`BuildError`](crate::BuildError).
+#[deprecated(
+    since = "0.1.1",
+    note = "one build error for the whole crate: use `kwq::BuildError`"
+)]
+pub type BuildError = crate::BuildError;
 
 /// An item [`try_queue`](super::OrderedWorkqueue::try_queue) refused,
 /// handed back: its `func` and `ordered` closures.
@@ -155,7 +63,7 @@ pub enum Stage {
 }
 
 /// One caught panic of an ordered work item.
-pub struct StagePanic {
+pub struct StagePanicError {
     seq: u64,
     high: bool,
     stage: Stage,
@@ -173,9 +81,9 @@ pub(crate) fn panic_message(p: &(dyn Any + Send)) -> String {
     }
 }
 
-impl StagePanic {
+impl StagePanicError {
     pub(crate) fn new(seq: u64, high: bool, stage: Stage, payload: Box<dyn Any + Send>) -> Self {
-        StagePanic {
+        StagePanicError {
             seq,
             high,
             stage,
@@ -213,9 +121,9 @@ impl StagePanic {
     }
 }
 
-impl fmt::Debug for StagePanic {
+impl fmt::Debug for StagePanicError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StagePanic")
+        f.debug_struct("StagePanicError")
             .field("seq", &self.seq)
             .field("high", &self.high)
             .field("stage", &self.stage)
@@ -224,7 +132,13 @@ impl fmt::Debug for StagePanic {
     }
 }
 
-impl fmt::Display for StagePanic {
+/// The old name of [`StagePanicError`].
+#[deprecated(since = "0.1.1", note = "renamed to `StagePanicError`")]
+pub type StagePanic = StagePanicError;
+
+impl std::error::Error for StagePanicError {}
+
+impl fmt::Display for StagePanicError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let stage = match self.stage {
             Stage::Func => "func",
@@ -242,35 +156,47 @@ impl fmt::Display for StagePanic {
 /// What [`flush`](super::OrderedWorkqueue::flush) reports: the panics
 /// caught since the previous flush, in the order they were caught. Every
 /// other item still ran all its stages.
+///
+/// ```
+/// use kwq::ordered::{BoxedOrderedWorkqueue, OrderedWorkqueue, Stage};
+///
+/// let q: BoxedOrderedWorkqueue<u32> = OrderedWorkqueue::builder("flaky").build()?;
+/// q.queue(Box::new(|| panic!("bad block")), Box::new(|_| {}));
+/// q.queue(Box::new(|| 2), Box::new(|_| {}));
+/// let err = q.flush().unwrap_err();
+/// assert_eq!(err.panics().len(), 1);
+/// assert_eq!(err.panics()[0].stage(), Stage::Func);
+/// assert_eq!(err.panics()[0].message(), "bad block");
+/// # Ok::<(), kwq::BuildError>(())
+/// ```
 #[derive(Debug)]
 #[must_use]
 pub struct FlushError {
-    panics: Vec<StagePanic>,
+    panics: Vec<StagePanicError>,
 }
 
 impl FlushError {
-    pub(crate) fn new(panics: Vec<StagePanic>) -> Self {
+    pub(crate) fn new(panics: Vec<StagePanicError>) -> Self {
         FlushError { panics }
     }
 
     /// The caught panics.
-    pub fn panics(&self) -> &[StagePanic] {
+    pub fn panics(&self) -> &[StagePanicError] {
         &self.panics
     }
 
     /// Takes the caught panics.
-    pub fn into_panics(self) -> Vec<StagePanic> {
+    pub fn into_panics(self) -> Vec<StagePanicError> {
         self.panics
     }
 
     /// Re-raises the first panic on the calling thread.
     pub fn resume_unwind(self) -> ! {
-        let first = self
-            .panics
-            .into_iter()
-            .next()
-            .expect("FlushError is never empty");
-        std::panic::resume_unwind(first.into_panic())
+        match self.panics.into_iter().next() {
+            Some(first) => std::panic::resume_unwind(first.into_panic()),
+            // `flush` builds a `FlushError` only from at least one panic.
+            None => unreachable!("a FlushError holds at least one panic"),
+        }
     }
 }
 

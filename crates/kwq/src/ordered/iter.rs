@@ -8,7 +8,7 @@
 //!   yield its outputs in order
 //! ```
 //!
-//! The same [`Ring`](super::ring::Ring) as the ordered queue, in *consumer*
+//! The same [`Ring`] as the ordered queue, in *consumer*
 //! mode: each slot holds a batch of inputs, then the batch of outputs; the
 //! calling thread is the only producer and the only consumer, so the
 //! ordered stage is simply "the caller's loop". While the head batch is not
@@ -31,10 +31,10 @@
 
 use super::cost::{Cost, TARGET_BATCH_NS};
 use super::crew::{Crew, Stages, MAX_RUNNERS};
-use super::error::BuildError;
 use super::ring::Ring;
 use crate::sync::atomic::{AtomicBool, Ordering::*};
 use crate::sync::Arc;
+use crate::BuildError;
 use crate::{Runtime, Workqueue};
 use std::any::Any;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
@@ -167,6 +167,12 @@ impl OrderedMapBuilder {
 
     /// An iterator yielding `f(x)` for every `x` of `iter`, in input order,
     /// with `f` running in parallel.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] if `max_active` is outside 1 ..= 64 or
+    /// `max_in_flight` is too small for the ring, or if the ring cannot be
+    /// allocated.
     pub fn map<I, Fun, U>(
         self,
         iter: I,
@@ -183,7 +189,7 @@ impl OrderedMapBuilder {
             .max_active
             .unwrap_or_else(|| rt.concurrency().min(MAX_RUNNERS));
         if !(1..=MAX_RUNNERS).contains(&limit) {
-            return Err(BuildError::max_active(limit));
+            return Err(BuildError::runners_max_active(limit));
         }
         if self.max_in_flight < MAP_SLOTS {
             return Err(BuildError::map_in_flight(self.max_in_flight, MAP_SLOTS));
@@ -222,6 +228,10 @@ impl OrderedMapBuilder {
     /// Runs `f` over `iter` in parallel and calls `sink` with the results
     /// on the calling thread, in input order.
     ///
+    /// # Errors
+    ///
+    /// A [`BuildError`], as [`map`](Self::map); then nothing ran.
+    ///
     /// # Panics
     ///
     /// Re-raises a panic of `f` (after sinking every earlier result) or of
@@ -253,9 +263,11 @@ where
     U: Send + 'static,
     Fun: Fn(I::Item) -> U + Send + Sync + 'static,
 {
-    OrderedMapBuilder::new()
-        .map(iter, f)
-        .expect("default settings are valid")
+    match OrderedMapBuilder::new().map(iter, f) {
+        Ok(m) => m,
+        // The default settings are valid; the ring is a fixed, small size.
+        Err(e) => unreachable!("default ordered-map settings rejected: {e}"),
+    }
 }
 
 /// [`OrderedMapBuilder::for_each`] with the defaults.
@@ -296,6 +308,7 @@ impl<I: Iterator> OrderedIterExt for I {}
 ///
 /// Dropping it early stops mapping the batches not yet started and waits
 /// for the running ones.
+#[must_use = "iterators are lazy and do nothing unless consumed"]
 pub struct OrderedMap<I, Fun, U>
 where
     I: Iterator,

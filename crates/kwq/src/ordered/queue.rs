@@ -2,12 +2,14 @@
 
 use super::cost::{Cost, TARGET_BATCH_NS, WAKE_NS};
 use super::crew::{self, Crew, Stages, MAX_RUNNERS};
-use super::error::{BuildError, FlushError, Stage, StagePanic, TryQueueError};
+use super::error::{FlushError, Stage, StagePanicError, TryQueueError};
 use super::ring::{Full, Ring};
 use super::thresh::Thresh;
+use crate::report::{Warning, WarningKind};
 use crate::sync::atomic::{AtomicUsize, Ordering::*};
 use crate::sync::thread_local;
 use crate::sync::{Arc, Mutex};
+use crate::BuildError;
 use crate::{Runtime, Workqueue};
 use std::any::Any;
 use std::cell::Cell;
@@ -44,7 +46,7 @@ pub(crate) struct OrderedStages<T, F, O> {
     high: bool,
     /// [`OrderedWorkqueueBuilder::caller_runs`].
     caller_runs: bool,
-    panics: Mutex<Vec<StagePanic>>,
+    panics: Mutex<Vec<StagePanicError>>,
     nr_panics: AtomicUsize,
     /// How long `func` takes per item (sizes claims and wakes).
     cost: Cost,
@@ -55,11 +57,11 @@ impl<T, F, O> OrderedStages<T, F, O> {
     fn record(&self, seq: u64, stage: Stage, p: Box<dyn Any + Send>) {
         self.panics
             .lock()
-            .push(StagePanic::new(seq, self.high, stage, p));
+            .push(StagePanicError::new(seq, self.high, stage, p));
         self.nr_panics.fetch_add(1, Release);
     }
 
-    fn take_panics(&self) -> Vec<StagePanic> {
+    fn take_panics(&self) -> Vec<StagePanicError> {
         if self.nr_panics.load(Acquire) == 0 {
             return Vec::new();
         }
@@ -143,6 +145,19 @@ where
 }
 
 /// Builds an [`OrderedWorkqueue`] (Btrfs `btrfs_alloc_workqueue`).
+///
+/// ```
+/// use kwq::ordered::{BoxedOrderedWorkqueue, OrderedWorkqueue};
+///
+/// let q: BoxedOrderedWorkqueue<Vec<u8>> = OrderedWorkqueue::builder("compress")
+///     .max_active(2)        // at most two parallel stages at once
+///     .max_in_flight(256)   // bounded memory: items between queue and release
+///     .highpri()            // a second, high-priority sub-queue
+///     .build()?;
+/// q.queue(Box::new(|| vec![1, 2, 3]), Box::new(|v| assert_eq!(v.len(), 3)));
+/// q.flush().expect("no stage panicked");
+/// # Ok::<(), kwq::BuildError>(())
+/// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct OrderedWorkqueueBuilder {
@@ -211,7 +226,7 @@ impl OrderedWorkqueueBuilder {
     /// `max_active` then bounds the runners only: each producer blocked in
     /// [`OrderedWorkqueue::queue`] may run one more stage. In exchange a
     /// full producer works instead of sleeping, and the items it runs are
-    /// still in its cache (BENCHMARKS.md, session 6: 1.4–2× at pure
+    /// still in its cache (measured in `BENCHMARKS.md`: 1.4–2× at pure
     /// overhead, +1–4% with 2 µs of work per item, on 2 cores). Leave it
     /// off where `max_active` limits a resource (memory, I/O, a licence).
     pub fn caller_runs(mut self, on: bool) -> Self {
@@ -227,6 +242,12 @@ impl OrderedWorkqueueBuilder {
 
     /// Creates the queue. Its types are inferred from the first `queue`
     /// call; see [`OrderedWorkqueue`] for queueing different closures.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] if `max_active` is outside 1 ..= 64,
+    /// `max_in_flight` outside 1 ..= 2^32, `thresh` not below
+    /// `max_in_flight`, or the ring cannot be allocated.
     pub fn build<T, F, O>(self) -> Result<OrderedWorkqueue<T, F, O>, BuildError>
     where
         T: Send + 'static,
@@ -238,7 +259,7 @@ impl OrderedWorkqueueBuilder {
             .max_active
             .unwrap_or_else(|| rt.concurrency().min(MAX_RUNNERS));
         if !(1..=MAX_RUNNERS).contains(&limit) {
-            return Err(BuildError::max_active(limit));
+            return Err(BuildError::runners_max_active(limit));
         }
         if !(1..=1 << 32).contains(&self.max_in_flight) {
             return Err(BuildError::max_in_flight(self.max_in_flight));
@@ -323,13 +344,13 @@ impl OrderedWorkqueueBuilder {
 /// # Shutdown
 ///
 /// Dropping the queue waits until every queued item has been released and
-/// every runner has returned (like `destroy_workqueue`), then prints any
+/// every runner has returned (like `destroy_workqueue`), then reports any
 /// panics nobody collected with `flush`. Where it cannot or should not
 /// wait — dropped from inside one of its own stages (it would wait for
 /// itself), or while the dropping thread unwinds from a panic (it may hold
 /// what the stages need) — the drop returns at once and a finisher thread
 /// named `kwq-finish:<name>` waits instead: every queued item still runs
-/// all its stages, and uncollected panics are printed once they have.
+/// all its stages, and uncollected panics are reported once they have.
 pub struct OrderedWorkqueue<T, F = BoxedFunc<T>, O = BoxedOrdered<T>>
 where
     T: Send + 'static,
@@ -339,6 +360,23 @@ where
     name: Box<str>,
     normal: SubQueue<T, F, O>,
     high: Option<SubQueue<T, F, O>>,
+}
+
+// Usable after a caught panic: stages run on workers under `catch_unwind`,
+// never while the queue's state is inconsistent.
+impl<T, F, O> std::panic::UnwindSafe for OrderedWorkqueue<T, F, O>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+    O: FnOnce(T) + Send + 'static,
+{
+}
+impl<T, F, O> std::panic::RefUnwindSafe for OrderedWorkqueue<T, F, O>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+    O: FnOnce(T) + Send + 'static,
+{
 }
 
 /// A boxed parallel stage.
@@ -436,11 +474,20 @@ where
     }
 
     /// Queues an item if there is room, else hands both closures back.
+    ///
+    /// # Errors
+    ///
+    /// A [`TryQueueError`] holding both closures if `max_in_flight` items
+    /// are already in flight.
     pub fn try_queue(&self, func: F, ordered: O) -> Result<(), TryQueueError<F, O>> {
         try_push(&self.normal, func, ordered)
     }
 
     /// [`try_queue`](Self::try_queue) on the high-priority sub-queue.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_queue`](Self::try_queue).
     pub fn try_queue_high(&self, func: F, ordered: O) -> Result<(), TryQueueError<F, O>> {
         try_push(self.high.as_ref().unwrap_or(&self.normal), func, ordered)
     }
@@ -451,9 +498,14 @@ where
     /// it still run all their stages.
     ///
     /// Caught panics are kept, payload and all, until a `flush` takes them
-    /// (or the queue is dropped and prints them): a queue whose stages keep
+    /// (or the queue is dropped and reports them as warnings): a queue whose stages keep
     /// panicking and that is never flushed holds them all, beyond
     /// `max_in_flight`.
+    ///
+    /// # Errors
+    ///
+    /// A [`FlushError`] holding every stage panic caught since the last
+    /// flush (the sequence itself went on).
     ///
     /// # Panics
     ///
@@ -515,7 +567,7 @@ where
 
     /// `max_active` of the kwq workqueue the normal sub-queue's runners run
     /// on (equals [`current_active`](Self::current_active) after every
-    /// threshold adjustment, BT-5).
+    /// threshold adjustment).
     pub fn workqueue_max_active(&self) -> usize {
         self.normal.wq.max_active()
     }
@@ -701,16 +753,19 @@ where
     match spawned {
         Ok(_) => drop(keep),
         Err(e) => {
-            eprintln!(
-                "kwq: ordered workqueue dropped where it cannot wait, and no finisher thread \
-                 could start ({e}); its items still run, its memory is leaked"
-            );
+            keep.wq.inner.warn(Warning::new(
+                WarningKind::ThreadSpawnFailed,
+                format!(
+                    "ordered workqueue dropped where it cannot wait, and no finisher thread \
+                     could start ({e}); its items still run, its memory is leaked"
+                ),
+            ));
             std::mem::forget(keep);
         }
     }
 }
 
-/// Prints the panics of `c` that no `flush` collected.
+/// Reports the panics of `c` that no `flush` collected.
 fn report_uncollected<T, F, O>(name: &str, c: &Crew<OrderedStages<T, F, O>>)
 where
     T: Send + 'static,
@@ -718,7 +773,12 @@ where
     O: FnOnce(T) + Send + 'static,
 {
     for p in c.stages.take_panics() {
-        eprintln!("kwq: ordered workqueue '{name}' dropped with an uncollected panic: {p}");
+        c.wq.inner.warn(Warning::new(
+            WarningKind::UncollectedPanic,
+            format!("ordered workqueue '{name}' dropped with an uncollected panic: {p}"),
+        ));
+        // The payload's destructor is user code.
+        crate::report::drop_contained(p, "an uncollected stage panic");
     }
 }
 

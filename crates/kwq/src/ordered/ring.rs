@@ -308,7 +308,10 @@ impl AbortOnUnwind {
 impl Drop for AbortOnUnwind {
     fn drop(&mut self) {
         if crate::sync::thread::panicking() && !self.was_panicking {
-            eprintln!("kwq bug: an ordered drain unwound; the sequence cannot continue");
+            tracing::error!(
+                target: "kwq",
+                "kwq bug: an ordered drain unwound; the sequence cannot continue"
+            );
             std::process::abort();
         }
     }
@@ -324,7 +327,7 @@ impl<J, D> Ring<J, D> {
     /// Bytes per slot (for error messages).
     pub(crate) const SLOT_BYTES: usize = std::mem::size_of::<Slot<J, D>>();
 
-    /// [`Ring::new`], or an error if the slots cannot be allocated.
+    /// `Ring::new`, or an error if the slots cannot be allocated.
     pub(crate) fn try_new(cap: usize) -> Result<Self, std::collections::TryReserveError> {
         assert!(cap >= 1, "ring capacity must be at least 1");
         let mut slots = Vec::new();
@@ -578,7 +581,7 @@ impl<J, D> Ring<J, D> {
         self.try_drain_owned(|| (), ordered, released)
     }
 
-    /// [`Ring::try_drain`], calling `own()` once on becoming the drain
+    /// `Ring::try_drain`, calling `own()` once on becoming the drain
     /// owner, before the first ordered stage, and keeping what it returns
     /// until the owner lets go (the crew marks a draining runner as
     /// possibly blocked for the whole session, see `ordered/idle.rs`).

@@ -1,71 +1,75 @@
-//! Worker pools: the execution resource shared by workqueues.
+//! Worker pools: where items run (internal; the public surface is
+//! [`Runtime`](crate::Runtime) and [`Workqueue`](crate::Workqueue)).
 //!
-//! A workqueue is a *semantic domain* (max_active, ordering, flush, drain);
-//! a pool is *where items run*. Workqueues with equal attributes (priority,
-//! bound/unbound) share one pool of one [`Runtime`](crate::Runtime), and with
-//! it the workers, exactly as every bound workqueue of a CPU feeds the same
-//! two kernel pools.
-//!
-//! # Fields and who may touch them
-//!
-//! Legend: `A:` atomic, read without a lock; `L:` under the idle-list lock;
-//! `I:` immutable after creation.
-//!
-//! * `worklist` — A: lock-free FIFO of tasks (`Fifo`).
-//! * `nr_running` — A: workers executing items and counted for concurrency
-//!   management (not idle, not inside [`blocking`](crate::blocking), not
-//!   running a CPU-intensive item). Incremented on a worker's behalf by
-//!   whoever wakes it.
-//! * `nr_idle`, `nr_workers` — L (written), A (read): mirrors of the idle
-//!   list length and of the worker count.
-//! * `idle` — L: LIFO of parked workers (the most recently idle one is the
-//!   most likely to be cache-warm and the least likely to be reaped).
-//! * `concurrency`, `max_workers` — I.
-//!
-//! The counters and the idle list are fields of `Pool` itself, but the code
-//! that touches them — both halves of the handshake below — is in
-//! `pool/sleep.rs`, over a one-pointer view (`Sleep(&pool)`), so that loom
-//! checks that very code (`tests/loom_pool.rs`).
-//!
-//! # Protocol: sleeping and waking (no lost wake-ups)
-//!
-//! ```text
-//!  submitter                               worker going idle
-//!  ---------                               -----------------
-//!  worklist.push(task)   [SeqCst RMW]      lock idle; idle.push(me); nr_running -= 1 [SeqCst]; unlock
-//!  load nr_running       [SeqCst]          fence(SeqCst); worklist.is_empty() [SeqCst loads]
-//!  if need_more_worker(nr_running):        if !worklist.is_empty() and need_more_worker:
-//!      lock idle; pop w; nr_running += 1       lock idle; if still listed: leave, nr_running += 1
-//!      w.woken = true; unpark(w)           park until woken (or idle timeout)
-//! ```
-//!
-//! All four marked operations are SeqCst, so they fall into one total order,
-//! which makes the pair a Dekker handshake: either the submitter's load
-//! comes after the worker's decrement (and wakes someone), or the worker's
-//! emptiness check comes after the push (and it stays up). The submitter
-//! side needs no fence because `Fifo::push` guarantees a SeqCst
-//! read-modify-write (documented on `Fifo`; crossbeam's injector advances
-//! its tail with one) — the same reasoning crossbeam-channel's `send` uses
-//! to skip a fence before checking for sleeping receivers. A worker is
-//! removed from the idle list only under the lock, by exactly one party, so
-//! no worker is woken twice or lost.
-//!
-//! # Protocol: concurrency management
-//!
-//! The decisions are the pure predicates of `kwq_policy` (re-exported as
-//! [`policy`]): a task is pushed → wake an idle worker if
-//! `need_more_worker`; a worker that leaves the idle list and finds none
-//! left creates one (`may_start_working` false: it acts as the pool's
-//! manager, so an idle reserve exists for the next time somebody blocks); a
-//! worker that finished an item takes the next only while `keep_working`; a
-//! worker entering [`blocking`](crate::blocking) stops counting, and wakes or
-//! creates a replacement if `need_more_worker`; an idle worker whose idle
-//! timeout expires exits if `too_many_workers`.
+// Worker pools: the execution resource shared by workqueues.
+//
+// A workqueue is a *semantic domain* (max_active, ordering, flush, drain);
+// a pool is *where items run*. Workqueues with equal attributes (priority,
+// bound/unbound) share one pool of one [`Runtime`](crate::Runtime), and with
+// it the workers, exactly as every bound workqueue of a CPU feeds the same
+// two kernel pools.
+//
+// # Fields and who may touch them
+//
+// Legend: `A:` atomic, read without a lock; `L:` under the idle-list lock;
+// `I:` immutable after creation.
+//
+// * `worklist` — A: lock-free FIFO of tasks (`Fifo`).
+// * `nr_running` — A: workers executing items and counted for concurrency
+//   management (not idle, not inside [`blocking`](crate::blocking), not
+//   running a CPU-intensive item). Incremented on a worker's behalf by
+//   whoever wakes it.
+// * `nr_idle`, `nr_workers` — L (written), A (read): mirrors of the idle
+//   list length and of the worker count.
+// * `idle` — L: LIFO of parked workers (the most recently idle one is the
+//   most likely to be cache-warm and the least likely to be reaped).
+// * `concurrency`, `max_workers` — I.
+//
+// The counters and the idle list are fields of `Pool` itself, but the code
+// that touches them — both halves of the handshake below — is in
+// `pool/sleep.rs`, over a one-pointer view (`Sleep(&pool)`), so that loom
+// checks that very code (`tests/loom_pool.rs`).
+//
+// # Protocol: sleeping and waking (no lost wake-ups)
+//
+// ```text
+//  submitter                               worker going idle
+//  ---------                               -----------------
+//  worklist.push(task)   [SeqCst RMW]      lock idle; idle.push(me); nr_running -= 1 [SeqCst]; unlock
+//  load nr_running       [SeqCst]          fence(SeqCst); worklist.is_empty() [SeqCst loads]
+//  if need_more_worker(nr_running):        if !worklist.is_empty() and need_more_worker:
+//      lock idle; pop w; nr_running += 1       lock idle; if still listed: leave, nr_running += 1
+//      w.woken = true; unpark(w)           park until woken (or idle timeout)
+// ```
+//
+// All four marked operations are SeqCst, so they fall into one total order,
+// which makes the pair a Dekker handshake: either the submitter's load
+// comes after the worker's decrement (and wakes someone), or the worker's
+// emptiness check comes after the push (and it stays up). The submitter
+// side needs no fence because `Fifo::push` guarantees a SeqCst
+// read-modify-write (documented on `Fifo`; crossbeam's injector advances
+// its tail with one) — the same reasoning crossbeam-channel's `send` uses
+// to skip a fence before checking for sleeping receivers. A worker is
+// removed from the idle list only under the lock, by exactly one party, so
+// no worker is woken twice or lost.
+//
+// # Protocol: concurrency management
+//
+// The decisions are the pure predicates of `kwq_policy` (re-exported as
+// [`policy`]): a task is pushed → wake an idle worker if
+// `need_more_worker`; a worker that leaves the idle list and finds none
+// left creates one (`may_start_working` false: it acts as the pool's
+// manager, so an idle reserve exists for the next time somebody blocks); a
+// worker that finished an item takes the next only while `keep_working`; a
+// worker entering [`blocking`](crate::blocking) stops counting, and wakes or
+// creates a replacement if `need_more_worker`; an idle worker whose idle
+// timeout expires exits if `too_many_workers`.
 
 pub mod policy;
 mod sleep;
 mod worker;
 
+use crate::report::{Warning, WarningKind};
 use crate::runtime::Config;
 use crate::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use crate::sync::{thread, Arc, Fifo, Mutex, Parker, Unparker};
@@ -291,10 +295,11 @@ impl Pool {
         let pool = self.clone();
         let me = shared.clone();
         let name = format!("{}/{}:{}", self.cfg.thread_name, self.name(), id);
-        match thread::Builder::new()
-            .name(name)
-            .spawn(move || worker::main(pool, me, parker))
-        {
+        let mut builder = thread::Builder::new().name(name);
+        if let Some(bytes) = self.cfg.stack_size {
+            builder = builder.stack_size(bytes);
+        }
+        match builder.spawn(move || worker::main(pool, me, parker)) {
             Ok(_) => {
                 let mut all = self.workers.lock();
                 all.retain(|w| !w.exited.load(Relaxed));
@@ -303,7 +308,10 @@ impl Pool {
             }
             Err(e) => {
                 self.sleep().remove_unstarted(&shared);
-                eprintln!("kwq: pool {} could not create a worker: {e}", self.name());
+                self.cfg.warn(Warning::new(
+                    WarningKind::WorkerSpawnFailed,
+                    format!("pool {} could not create a worker: {e}", self.name()),
+                ));
                 false
             }
         }

@@ -41,6 +41,7 @@ pub(super) fn main(pool: Arc<Pool>, me: Arc<WorkerShared>, parker: Parker) {
     if pool.attrs.highpri {
         crate::sync::raise_thread_priority();
     }
+    pool.cfg.hooks.thread_started();
     // A new worker starts on the idle list (registered by its creator).
     while wait_woken(&pool, &me, &parker) {
         // We left the idle list: make sure somebody is in reserve.
@@ -53,6 +54,8 @@ pub(super) fn main(pool: Arc<Pool>, me: Arc<WorkerShared>, parker: Parker) {
     }
     me.exited.store(true, Release);
     current::uninstall();
+    // Out of the pool already: a slow hook delays nobody.
+    pool.cfg.hooks.thread_stopping();
 }
 
 /// Processes tasks while the pool wants this worker running.

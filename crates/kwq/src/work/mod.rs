@@ -1,7 +1,7 @@
 //! Persistent work items.
 //!
 //! A [`Work`] is a named, re-queueable closure. Cloning the handle gives the
-//! *same* item. The item is queued with [`Workqueue::queue`]; it runs once
+//! *same* item. The item is queued with [`Workqueue::queue`](crate::Workqueue::queue); it runs once
 //! per successful queueing, never concurrently with itself, and may be
 //! queued again while it runs (it then runs once more, afterwards).
 //!
@@ -111,6 +111,30 @@ impl std::fmt::Debug for Work {
             .finish()
     }
 }
+
+/// Two handles are equal when they are handles of the same item (its
+/// identity, never its name or function). The item's allocation lives as
+/// long as any handle or pending instance does, so an address compared or
+/// hashed here is never recycled while the handle exists.
+impl PartialEq for Work {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for Work {}
+
+impl std::hash::Hash for Work {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (Arc::as_ptr(&self.inner) as *const () as usize).hash(state);
+    }
+}
+
+// A handle is safe to use after a caught panic: the item's state word and
+// slot stay consistent (user code runs only on workers, under
+// `catch_unwind`, never while a kwq lock is held).
+impl std::panic::UnwindSafe for Work {}
+impl std::panic::RefUnwindSafe for Work {}
 
 pub(crate) type WorkFn = Box<dyn FnMut() + Send + 'static>;
 

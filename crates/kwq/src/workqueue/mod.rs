@@ -17,16 +17,18 @@
 //! Delayed items whose timer fires after that are dropped with a warning;
 //! cancel them first if that matters. Dropping a workqueue from inside one of
 //! its own items cannot wait for itself: it marks the queue destroyed
-//! without draining and prints a warning. Use
+//! without draining and reports a warning. Use
 //! [`Workqueue::shutdown_timeout`] to bound the wait and learn what is still
 //! in flight.
 
 pub(crate) mod active;
 
 use crate::current;
-use crate::error::{BuildError, QueueError, Rejected, SetMaxActiveError, Stragglers};
+use crate::error::{BuildError, QueueError, SetMaxActiveError, ShutdownError, TryQueueFnError};
+use crate::join::JoinHandle;
 use crate::pool::policy::{DFL_MAX_ACTIVE, MAX_ACTIVE};
 use crate::pool::{Pool, PoolAttrs};
+use crate::report::{Warning, WarningKind};
 use crate::runtime::{Runtime, RuntimeInner};
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
 use crate::sync::Arc;
@@ -97,6 +99,11 @@ impl WqInner {
     }
 
     /// May a new instance be queued from the calling thread?
+    /// Reports `w` (tagged with this queue) through the runtime's hooks.
+    pub(crate) fn warn(&self, w: Warning) {
+        self.pool.cfg.warn(w.on_queue(&self.name));
+    }
+
     pub(crate) fn check_accepting(&self) -> Result<(), QueueError> {
         let s = self.state.load(Acquire);
         if s == 0 {
@@ -189,12 +196,15 @@ impl WqInner {
             }
             rounds += 1;
             if rounds == 10 || rounds % 100 == 0 {
-                eprintln!(
-                    "kwq: workqueue '{}': {what}() isn't complete after {rounds} flushes \
-                     ({} in flight)",
-                    self.name,
-                    self.colors.in_flight()
-                );
+                self.warn(Warning::new(
+                    WarningKind::SlowDrain,
+                    format!(
+                        "workqueue '{}': {what}() isn't complete after {rounds} flushes \
+                         ({} in flight)",
+                        self.name,
+                        self.colors.in_flight()
+                    ),
+                ));
             }
         }
         self.drain_rounds.fetch_add(rounds + 1, Relaxed);
@@ -207,7 +217,25 @@ impl WqInner {
 /// Built with [`Workqueue::builder`]. Items are queued with
 /// [`queue`](Workqueue::queue) (persistent [`Work`] items),
 /// [`queue_fn`](Workqueue::queue_fn) (one-shot closures) and
-/// [`queue_delayed`](Workqueue::queue_delayed).
+/// [`queue_delayed`](Workqueue::queue_delayed); results come back through
+/// [`spawn`](Workqueue::spawn).
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+///
+/// let wq = kwq::Workqueue::builder("checksums").max_active(8).build()?;
+/// let total = Arc::new(AtomicU64::new(0));
+/// for block in 0..64u64 {
+///     let t = total.clone();
+///     wq.queue_fn(move || {
+///         t.fetch_add(block, Ordering::Relaxed);
+///     });
+/// }
+/// wq.flush(); // everything queued above has run
+/// assert_eq!(total.load(Ordering::Relaxed), (0..64).sum());
+/// # Ok::<(), kwq::BuildError>(())
+/// ```
 ///
 /// # Shutdown
 ///
@@ -215,11 +243,17 @@ impl WqInner {
 /// until every queued item, including items its own items queue meanwhile,
 /// has run, refuses queueing from anywhere else, then marks the queue
 /// destroyed. From inside one of its own items it cannot wait for itself:
-/// it marks the queue destroyed without draining and prints a warning.
+/// it marks the queue destroyed without draining and reports a
+/// [`Warning`].
 /// [`shutdown_timeout`](Workqueue::shutdown_timeout) bounds the wait.
 pub struct Workqueue {
     pub(crate) inner: Arc<WqInner>,
 }
+
+// Usable after a caught panic: no user code runs while its state is
+// inconsistent (see `Work`).
+impl std::panic::UnwindSafe for Workqueue {}
+impl std::panic::RefUnwindSafe for Workqueue {}
 
 impl std::fmt::Debug for Workqueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -236,6 +270,24 @@ impl std::fmt::Debug for Workqueue {
 }
 
 /// Builds a [`Workqueue`] (kernel `alloc_workqueue` flags and `max_active`).
+///
+/// ```
+/// let rt = kwq::RuntimeBuilder::new().concurrency(2).build()?;
+/// // One item at a time, in queueing order, on a high-priority pool.
+/// let log = kwq::Workqueue::builder("log-writer")
+///     .ordered()
+///     .highpri()
+///     .runtime(&rt)
+///     .build()?;
+/// // Items that burn CPU for long stretches do not hold up the pool.
+/// let crunch = kwq::Workqueue::builder("crunch")
+///     .cpu_intensive()
+///     .max_active(4)
+///     .runtime(&rt)
+///     .build()?;
+/// # drop((log, crunch));
+/// # Ok::<(), kwq::BuildError>(())
+/// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct WorkqueueBuilder {
@@ -291,6 +343,11 @@ impl WorkqueueBuilder {
     }
 
     /// Creates the workqueue.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildError`] if the name is empty, `max_active` is outside
+    /// 1 ..= 512, or an ordered queue was given a `max_active` other than 1.
     pub fn build(self) -> Result<Workqueue, BuildError> {
         if self.name.is_empty() {
             return Err(BuildError::empty_name());
@@ -352,7 +409,8 @@ impl Workqueue {
     /// Queues an instance of `work` (kernel `queue_work`). Returns `false`,
     /// queueing nothing, if an instance is already pending (WQ-1) or a
     /// `cancel_sync` of the item is in progress. If the queue refuses work
-    /// (draining, destroyed) it returns `false` and prints a warning; use
+    /// (draining, destroyed) it returns `false` and reports a
+    /// [`Warning`] of kind `QueueRefused`; use
     /// [`try_queue`](Workqueue::try_queue) to handle that case.
     ///
     /// Queueing a running item is allowed: it runs once more, after the
@@ -362,7 +420,13 @@ impl Workqueue {
         match self.try_queue(work) {
             Ok(queued) => queued,
             Err(e) => {
-                eprintln!("kwq: work item '{}' not queued: {e}", work.name());
+                self.inner.warn(
+                    Warning::new(
+                        WarningKind::QueueRefused,
+                        format!("work item '{}' not queued: {e}", work.name()),
+                    )
+                    .of_work(work.name()),
+                );
                 false
             }
         }
@@ -370,6 +434,11 @@ impl Workqueue {
 
     /// Like [`queue`](Workqueue::queue), but reports a refusing queue as an
     /// error. `Ok(false)` means "already pending".
+    ///
+    /// # Errors
+    ///
+    /// A [`QueueError`] if the workqueue is draining (and the caller is not
+    /// one of its own items) or destroyed.
     pub fn try_queue(&self, work: &Work) -> Result<bool, QueueError> {
         self.inner.check_accepting()?;
         match work.inner.state.transition_to_pending() {
@@ -382,7 +451,7 @@ impl Workqueue {
     }
 
     /// Queues a one-shot closure. Returns `false` (dropping the closure, with
-    /// a warning on stderr) if the queue refuses work; see
+    /// a [`Warning`]) if the queue refuses work; see
     /// [`try_queue_fn`](Workqueue::try_queue_fn).
     ///
     /// A closure that captures at most three words (say an `Arc`, a
@@ -395,22 +464,63 @@ impl Workqueue {
         match self.try_queue_fn(f) {
             Ok(()) => true,
             Err(e) => {
-                eprintln!("kwq: job not queued: {}", e.error());
+                let msg = format!("job not queued: {}", e.error());
+                // The closure is user code: its destructor may panic.
+                crate::report::drop_contained(e.into_inner(), "a refused job");
+                self.inner
+                    .warn(Warning::new(WarningKind::QueueRefused, msg).of_work("<job>"));
                 false
             }
         }
     }
 
     /// Queues a one-shot closure, handing it back if the queue refuses work.
-    pub fn try_queue_fn<F>(&self, f: F) -> Result<(), Rejected<F>>
+    ///
+    /// # Errors
+    ///
+    /// A [`TryQueueFnError`] holding the closure if the workqueue is
+    /// draining or destroyed.
+    pub fn try_queue_fn<F>(&self, f: F) -> Result<(), TryQueueFnError<F>>
     where
         F: FnOnce() + Send + 'static,
     {
         if let Err(e) = self.inner.check_accepting() {
-            return Err(Rejected::new(f, e));
+            return Err(TryQueueFnError::new(f, e));
         }
         self.inner.submit(Payload::Job(crate::job::Job::new(f)));
         Ok(())
+    }
+
+    /// Queues a one-shot closure and returns a handle to its result.
+    ///
+    /// Never fails by itself: if the queue refuses work, the handle's
+    /// [`join`](JoinHandle::join) says so. A panic of `f` goes to the
+    /// handle (or, once the handle was dropped, to the runtime's panic
+    /// hook).
+    ///
+    /// ```
+    /// let wq = kwq::Workqueue::builder("answers").build()?;
+    /// let h = wq.spawn(|| 6 * 7);
+    /// assert_eq!(h.join().unwrap(), 42);
+    /// # Ok::<(), kwq::BuildError>(())
+    /// ```
+    pub fn spawn<F, T>(&self, f: F) -> JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let packet = crate::join::Packet::new();
+        let completer = crate::join::Completer::new(packet.clone());
+        match self.try_queue_fn(move || completer.run(f)) {
+            Ok(()) => JoinHandle::new(packet),
+            Err(e) => {
+                let err = e.error().clone();
+                // Dropping the job drops `f` (user code) and cancels the
+                // packet nobody will read.
+                crate::report::drop_contained(e.into_inner(), "a refused job");
+                JoinHandle::refused(err)
+            }
+        }
     }
 
     /// Waits until every item queued on this workqueue before the call has
@@ -438,6 +548,11 @@ impl Workqueue {
 
     /// Changes `max_active` (kernel `workqueue_set_max_active`). Raising it
     /// starts waiting items at once; lowering it never preempts running ones.
+    ///
+    /// # Errors
+    ///
+    /// A [`SetMaxActiveError`] if the queue is ordered or `n` is outside
+    /// 1 ..= 512.
     pub fn set_max_active(&self, n: usize) -> Result<(), SetMaxActiveError> {
         if self.inner.flags.ordered {
             return Err(SetMaxActiveError::ordered(self.name()));
@@ -455,14 +570,18 @@ impl Workqueue {
     /// Drains the queue like `drop`, but waits at most `timeout`. On timeout
     /// the queue is destroyed anyway (nothing new may be queued) and the
     /// error lists what was still in flight; those items still run.
-    pub fn shutdown_timeout(self, timeout: Duration) -> Result<(), Stragglers> {
+    ///
+    /// # Errors
+    ///
+    /// A [`ShutdownError`] naming what was still in flight at the deadline.
+    pub fn shutdown_timeout(self, timeout: Duration) -> Result<(), ShutdownError> {
         let inner = self.inner.clone();
         inner.state.fetch_add(DRAINING_ONE, SeqCst);
         let deadline = Instant::now() + timeout;
         let mut result = Ok(());
         while inner.colors.in_flight() != 0 {
             if Instant::now() >= deadline {
-                result = Err(Stragglers::new(
+                result = Err(ShutdownError::new(
                     inner.name(),
                     inner.colors.in_flight() as usize,
                     inner.rt.running_on(inner.id),
@@ -483,11 +602,14 @@ impl Drop for Workqueue {
             return;
         }
         if current::is_running_on(self.inner.id) {
-            eprintln!(
-                "kwq: workqueue '{}' dropped from one of its own items: destroyed without \
-                 draining (it cannot wait for itself)",
-                self.inner.name()
-            );
+            self.inner.warn(Warning::new(
+                WarningKind::DroppedFromOwnItem,
+                format!(
+                    "workqueue '{}' dropped from one of its own items: destroyed without \
+                     draining (it cannot wait for itself)",
+                    self.inner.name()
+                ),
+            ));
         } else if !crate::sync::thread::panicking() {
             self.inner.drain("Workqueue::drop");
         }

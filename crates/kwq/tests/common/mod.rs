@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 /// A runtime of `concurrency` workers per pool, without the lockup
 /// watchdog (tests that block on purpose would trip it).
 pub fn rt(concurrency: usize) -> Runtime {
-    Runtime::builder()
+    kwq::RuntimeBuilder::new()
         .concurrency(concurrency)
         .watchdog(None)
         .build()

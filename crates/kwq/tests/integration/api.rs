@@ -205,7 +205,7 @@ fn wq3_no_reentrancy_across_workqueues_and_pools() {
 #[test]
 fn parked_instance_runs_on_its_own_runtime() {
     let (rt_a, _) = Reports::runtime(2);
-    let rt_b = kwq::Runtime::builder()
+    let rt_b = kwq::RuntimeBuilder::new()
         .concurrency(2)
         .thread_name("kwq-other")
         .build()
@@ -472,9 +472,15 @@ fn builder_errors() {
         "{e}"
     );
     assert!(wq_on(&rt, "x").ordered().max_active(1).build().is_ok());
-    let e = kwq::Runtime::builder().concurrency(0).build().unwrap_err();
+    let e = kwq::RuntimeBuilder::new()
+        .concurrency(0)
+        .build()
+        .unwrap_err();
     assert!(e.to_string().contains("concurrency"), "{e}");
-    let e = kwq::Runtime::builder().max_workers(1).build().unwrap_err();
+    let e = kwq::RuntimeBuilder::new()
+        .max_workers(1)
+        .build()
+        .unwrap_err();
     assert!(e.to_string().contains("max_workers"), "{e}");
     // Errors are std errors.
     let _: &dyn std::error::Error = &e;
@@ -590,7 +596,7 @@ fn dump_shows_running_item_and_queue() {
 /// Worker threads carry the runtime's name prefix.
 #[test]
 fn worker_threads_are_named() {
-    let rt = kwq::Runtime::builder()
+    let rt = kwq::RuntimeBuilder::new()
         .concurrency(2)
         .thread_name("named-rt")
         .build()

@@ -36,7 +36,7 @@ pub fn settle() {
 
 /// A dedicated runtime with `concurrency` running workers per managed pool.
 pub fn runtime(concurrency: usize) -> kwq::Runtime {
-    kwq::Runtime::builder()
+    kwq::RuntimeBuilder::new()
         .concurrency(concurrency)
         .thread_name("kwq-test")
         .build()
@@ -147,10 +147,10 @@ impl Reports {
     pub fn runtime(concurrency: usize) -> (kwq::Runtime, Reports) {
         let reports = Reports::default();
         let r = reports.clone();
-        let rt = kwq::Runtime::builder()
+        let rt = kwq::RuntimeBuilder::new()
             .concurrency(concurrency)
             .thread_name("kwq-test")
-            .panic_handler(move |p: &kwq::PanicReport| {
+            .on_panic(move |p: kwq::PanicReport| {
                 r.0.lock().unwrap().push(Report {
                     work: p.work().to_string(),
                     workqueue: p.workqueue().to_string(),

@@ -204,7 +204,7 @@ fn cpu_intensive_item_calling_blocking_does_not_stall_the_pool() {
 /// Idle workers beyond the reserve are reaped after the idle timeout.
 #[test]
 fn idle_workers_are_reaped() {
-    let rt = kwq::Runtime::builder()
+    let rt = kwq::RuntimeBuilder::new()
         .concurrency(1)
         .thread_name("kq-reap")
         .watchdog(None)

@@ -153,7 +153,7 @@ fn drop_from_own_item_does_not_hang() {
 /// (an idle runtime holds no threads after teardown).
 #[test]
 fn runtime_teardown_lets_workers_exit() {
-    let rt = kwq::Runtime::builder()
+    let rt = kwq::RuntimeBuilder::new()
         .concurrency(2)
         .thread_name("kq-down")
         .watchdog(None)
@@ -183,7 +183,7 @@ fn runtime_teardown_lets_workers_exit() {
 /// exit too, not linger for the idle timeout (300 s by default).
 #[test]
 fn runtime_teardown_from_a_worker_lets_that_worker_exit() {
-    let rt = kwq::Runtime::builder()
+    let rt = kwq::RuntimeBuilder::new()
         .concurrency(2)
         .thread_name("kq-last")
         .watchdog(None)
