@@ -212,6 +212,12 @@ section "kwq-model: matrix (release)" step_model
 section "kwq-bench: smoke (release)" step_bench_smoke
 
 # -- kwq-zstd
+# Tests, CLI tests, each fuzz target for 60 s; needs Debian's zstd package
+# (zstd, pzstd) and cargo-fuzz (see crates/kwq-zstd/ci.sh).
+step_kwq_zstd() {
+    bash crates/kwq-zstd/ci.sh
+}
+section "kwq-zstd: tests + fuzz" step_kwq_zstd
 
 # -- kwq-store
 

@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod compress;
 mod latency;
 mod ordered;
 mod peers;
@@ -58,6 +59,10 @@ workloads! {
     Latency(latency::LatencyArgs),
     /// W2: parallel stage, then in-order stage (default N = 200000).
     Ordered(ordered::OrderedArgs),
+    /// W4: parallel zstd compression with in-order output.
+    Compress(compress::CompressArgs),
+    /// W4: the reverse direction (decompression to a file or /dev/null).
+    Decompress(compress::DecompressArgs),
 }
 
 /// Benchmarks kwq against its peers; the last stdout line is one JSON object.

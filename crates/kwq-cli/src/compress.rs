@@ -245,7 +245,8 @@ pub fn compress(a: CompressArgs) -> anyhow::Result<ExitCode> {
             &input.display().to_string(),
             c.quiet,
         );
-        let n = io::copy(&mut src, &mut enc)
+        let n = enc
+            .write_from(&mut src)
             .with_context(|| format!("compressing {}", input.display()))?;
         let sink = enc.finish().context("writing the output")?;
         src.finish();

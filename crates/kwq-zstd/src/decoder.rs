@@ -351,6 +351,12 @@ impl<R: Read> Decoder<R> {
     /// Starts streaming the frame in `lookahead` (its header is in
     /// `hdr_buf`).
     fn start_stream(&mut self, at: u64, hdr: FrameHeader) -> Result<()> {
+        tracing::debug!(
+            offset = at,
+            content_size = ?hdr.content_size,
+            window = hdr.window_size,
+            "kwq-zstd: streaming a frame sequentially"
+        );
         let d: &[u8] = self.shared.dict.as_deref().unwrap_or(&[]);
         let mut dec =
             zstd::stream::raw::Decoder::with_dictionary(d).map_err(|e| Error::zstd(at, &e))?;

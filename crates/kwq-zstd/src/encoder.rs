@@ -44,7 +44,7 @@ use crate::seektable::{write_table, Entry};
 use kwq::ordered::{BoxedOrderedWorkqueue, OrderedWorkqueue};
 use kwq::Runtime;
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -356,12 +356,43 @@ impl<W: Write> Encoder<W> {
         let table = self
             .seek_table
             .then(|| write_table(&self.entries, self.checksum));
+        tracing::debug!(
+            frames = self.frames,
+            frame_size = self.frame_size,
+            "kwq-zstd: encoder finished"
+        );
         let mut sink = self.sink.take().expect("sink present until finish");
         if let Some(t) = table {
             sink.write_all(&t)?;
         }
         sink.flush()?;
         Ok(sink)
+    }
+
+    /// Reads `src` to its end straight into the frame buffers (one copy
+    /// fewer than `io::copy` into [`Write`]), queueing each full frame.
+    /// Returns the bytes read. Call [`finish`](Self::finish) afterwards.
+    ///
+    /// # Errors
+    ///
+    /// The first error of `src`, of the sink or of a compression.
+    pub fn write_from<R: Read + ?Sized>(&mut self, src: &mut R) -> io::Result<u64> {
+        let mut total = 0u64;
+        loop {
+            self.sticky()?;
+            let room = self.frame_size - self.cur.len();
+            let n = match src.take(room as u64).read_to_end(&mut self.cur) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            total += n as u64;
+            if self.cur.len() == self.frame_size {
+                self.submit()?;
+            } else if n < room {
+                return Ok(total);
+            }
+        }
     }
 
     /// The sink (writing to it directly corrupts the output).
