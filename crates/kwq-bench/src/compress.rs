@@ -57,7 +57,7 @@ pub(crate) struct CompressArgs {
     /// Skip the untimed `zstd -d` check of the output.
     #[arg(long)]
     no_verify: bool,
-    /// Frames in flight for kwq [default: kwq-zstd's, 2 × threads].
+    /// Frames in flight for kwq [default: kwq-zstd's, 4 × threads].
     #[arg(long, value_parser = at_least::<usize>(1))]
     inflight: Option<usize>,
 }

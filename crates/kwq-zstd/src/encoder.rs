@@ -74,7 +74,8 @@ pub struct EncoderBuilder {
 
 impl EncoderBuilder {
     /// Defaults: [`Params::default`], threads = the runtime's concurrency,
-    /// `in_flight` = 2 × threads, seek table on.
+    /// `in_flight` = 4 × threads (room for frames that finish out of order
+    /// while the oldest is still compressing), seek table on.
     pub fn new() -> Self {
         Self::default()
     }
@@ -129,7 +130,7 @@ impl EncoderBuilder {
                 self.threads.unwrap_or(0)
             )));
         }
-        let in_flight = self.in_flight.unwrap_or(2 * threads).max(threads);
+        let in_flight = self.in_flight.unwrap_or(4 * threads).max(threads);
         let pool = Arc::new(ContextPool::new(self.params.clone())?);
         let queue = OrderedWorkqueue::builder("kwq-zstd-encode")
             .runtime(&rt)
