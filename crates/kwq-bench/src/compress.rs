@@ -364,7 +364,9 @@ fn run_decompress(a: &DecompressArgs) -> Result<Report, Failure> {
                 }
                 let mut dec = b.build(src).map_err(|e| Failure::Usage(e.to_string()))?;
                 let mut sink = sink;
-                let n = io::copy(&mut dec, &mut sink).map_err(io_fail("decompress"))?;
+                let n = dec
+                    .copy_to(&mut sink)
+                    .map_err(|e| Failure::Check(format!("decompress: {e}")))?;
                 sink.flush().map_err(io_fail("output"))?;
                 (t0.elapsed().as_secs_f64(), crate::peak_rss_kib(), n)
             }

@@ -275,16 +275,7 @@ fn decode_one(input: &Path, a: &DecompressArgs, sink: &mut dyn Write) -> anyhow:
         c.quiet,
     );
     let mut dec = b.build(src)?;
-    let mut buf = vec![0u8; 1 << 17];
-    let mut total = 0u64;
-    loop {
-        let n = dec.read_checked(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        sink.write_all(&buf[..n]).context("writing the output")?;
-        total += n as u64;
-    }
+    let total = dec.copy_to(sink)?;
     Ok(total)
 }
 

@@ -34,7 +34,7 @@ use crate::frame::{max_frame_len, FrameHeader, FrameReader, Start};
 use kwq::ordered::{BoxedOrderedWorkqueue, OrderedWorkqueue};
 use kwq::Runtime;
 use std::collections::VecDeque;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -510,6 +510,39 @@ impl<R: Read> Decoder<R> {
         buf[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+impl<R: Read> Decoder<R> {
+    /// Writes everything that is left to `w`, whole decoded frames at a
+    /// time (no copy through a caller's buffer, unlike `io::copy`).
+    /// Returns the bytes written.
+    ///
+    /// # Errors
+    ///
+    /// The input's [`Error`]s as [`read_checked`](Self::read_checked);
+    /// [`Error::Io`] if `w` fails (that does not poison the decoder).
+    pub fn copy_to<W: Write + ?Sized>(&mut self, w: &mut W) -> Result<u64> {
+        let mut total = 0u64;
+        loop {
+            if let Some(e) = &self.error {
+                return Err(clone_error(e));
+            }
+            if self.pos == self.cur.len() {
+                match self.refill() {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(total),
+                    Err(e) => {
+                        let e = Arc::new(e);
+                        self.error = Some(e.clone());
+                        return Err(clone_error(&e));
+                    }
+                }
+            }
+            w.write_all(&self.cur[self.pos..])?;
+            total += (self.cur.len() - self.pos) as u64;
+            self.pos = self.cur.len();
+        }
     }
 }
 
