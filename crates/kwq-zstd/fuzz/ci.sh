@@ -8,8 +8,10 @@
 set -euo pipefail
 secs=${1:-60}
 cd "$(dirname "$0")/.."
+root=$(cd ../.. && pwd)
 export RUSTC_BOOTSTRAP=1
-export CARGO_TARGET_DIR=${KWQ_FUZZ_TARGET_DIR:-${CARGO_TARGET_DIR:-target}/fuzz}
+# Its own target dir (different RUSTFLAGS), outside the checkout's tree.
+export CARGO_TARGET_DIR=${KWQ_FUZZ_TARGET_DIR:-${CARGO_TARGET_DIR:-$root/target}/fuzz}
 if ! command -v cargo-fuzz >/dev/null; then
     if [ "${CI:-}" = true ]; then
         echo "cargo-fuzz is not installed (cargo install --locked cargo-fuzz)" >&2
