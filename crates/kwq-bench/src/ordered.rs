@@ -14,7 +14,7 @@ use std::time::Instant;
 pub(crate) const H0: u64 = 0xcbf2_9ce4_8422_2325;
 const DEFAULT_INFLIGHT: usize = 4096;
 
-/// The parallel stage (bench-spec W2).
+/// The parallel stage of workload W2 (see BENCHMARKS.md, "Method").
 #[inline(never)]
 pub(crate) fn work(i: u64, rounds: u64) -> u64 {
     let mut x = i

@@ -1,4 +1,4 @@
-// kwq-bench-tbb: bench-spec W2 `ordered` with oneTBB's parallel_pipeline
+// kwq-bench-tbb: workload W2 `ordered` (BENCHMARKS.md) with oneTBB's parallel_pipeline
 // (serial_in_order input -> parallel work -> serial_in_order fold), at most
 // `--inflight` live tokens. Same flags and JSON as `kwq-bench ordered`.
 //

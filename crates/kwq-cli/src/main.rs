@@ -37,6 +37,16 @@ impl std::error::Error for UsageError {}
 #[derive(Debug, Parser)]
 #[command(name = "kwq", version, about)]
 struct Cli {
+    /// What the kwq library's reports show on stderr: off, error, warn,
+    /// info, debug or trace (the library itself never prints).
+    #[arg(
+        long,
+        global = true,
+        env = "KWQ_LOG",
+        default_value = "warn",
+        value_name = "LEVEL"
+    )]
+    log: tracing_subscriber::filter::LevelFilter,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -59,6 +69,15 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse_from(compress::rewrite_level_flags(std::env::args_os()));
+    // The kwq library never prints: its warnings and panic reports are
+    // `tracing` events (target "kwq"); the command shows them on stderr at
+    // the level `--log` / KWQ_LOG asks for (default: warnings and errors).
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(cli.log)
+        .with_target(true)
+        .without_time()
+        .init();
     match run(cli) {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,

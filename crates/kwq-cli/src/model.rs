@@ -6,6 +6,7 @@
 //! - `kwq model replay STRING`: re-run a replay string to the same state.
 //! - `kwq model reproduce`: the 2019 deadlock under v4, then the same
 //!   scenario under kwq's identity.
+//! - `kwq model report`: the R1 report committed as `docs/report-r1.md`.
 //!
 //! Every argument, and every `KWQ_MODEL_*` variable `check` reads, goes
 //! through a clap value parser: a bad one is a usage error (clap's message,
@@ -43,6 +44,8 @@ enum ModelCmd {
     Replay(ReplayArgs),
     /// Show the 2019 deadlock under v4 (the 2019 kernel), then the same scenario under kwq.
     Reproduce,
+    /// Print the R1 report (Markdown, no timings): today's code, the candidate fix, starvation.
+    Report,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -131,7 +134,8 @@ struct CheckOpts {
     /// Code being modelled: a kernel code version or kwq.
     #[arg(long, value_name = "VERSION", value_parser = code_parser())]
     code: Version,
-    /// Scenario (the year of the Btrfs deadlock it sets up).
+    /// Scenario: `2014` or `2019` (the Btrfs deadlock it sets up), or a pool
+    /// starvation scenario (`starve...`, with or without rescuers).
     #[arg(long, value_parser = scenario_parser())]
     scenario: Scenario,
     /// Search strategy.
@@ -224,6 +228,7 @@ pub fn run(args: ModelArgs) -> anyhow::Result<ExitCode> {
         ModelCmd::Matrix(a) => run_matrix(a),
         ModelCmd::Replay(a) => run_replay(a),
         ModelCmd::Reproduce => run_reproduce(),
+        ModelCmd::Report => run_report(),
     }
 }
 
@@ -284,8 +289,15 @@ fn run_matrix(a: MatrixArgs) -> anyhow::Result<ExitCode> {
     if !a.json {
         writeln!(
             out,
-            "kwq model matrix: BFS per cell; {} upper items, ≤{} I/O waits, ≤{} workers, max_active {}, lifo allocator\n",
-            b.items, b.waits, b.workers, b.max_active
+            "kwq model matrix: BFS per cell; {} upper items, ≤{} I/O waits, ≤{} workers, max_active {}, lifo allocator\n\
+             (§4.5 starve rows: {} upper items, ≤{} I/O waits, ≤{} worker)\n",
+            b.items,
+            b.waits,
+            b.workers,
+            b.max_active,
+            matrix::STARVE_BOUNDS.items,
+            matrix::STARVE_BOUNDS.waits,
+            matrix::STARVE_BOUNDS.workers
         )?;
         writeln!(out, "{}", matrix::table_header())?;
     }
@@ -413,4 +425,13 @@ fn run_reproduce() -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `kwq model report`: the document `docs/report-r1.md` is this output.
+fn run_report() -> anyhow::Result<ExitCode> {
+    let text = kwq_model::r1::render();
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(ExitCode::SUCCESS)
 }

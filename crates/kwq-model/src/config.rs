@@ -114,11 +114,19 @@ fn num<T: std::str::FromStr>(
 
 impl Config {
     /// The defaults, overridden by every `KWQ_MODEL_*` variable that is set.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first variable that is set but invalid.
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|k| std::env::var(k).ok())
     }
 
     /// Like [`Config::from_env`] with an arbitrary lookup (for tests).
+    ///
+    /// # Errors
+    ///
+    /// As [`Config::from_env`].
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let mut c = Config::default();
         if let Some(v) = get("KWQ_MODEL_MAX_STATES") {

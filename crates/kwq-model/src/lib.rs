@@ -83,6 +83,8 @@ pub mod config;
 pub mod explore;
 pub mod matrix;
 pub mod model;
+pub mod proof;
+pub mod r1;
 pub mod report;
 pub mod setup;
 pub mod trace;

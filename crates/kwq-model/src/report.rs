@@ -87,22 +87,27 @@ fn render_stats(o: &Outcome) -> String {
             st.states, st.transitions
         )
     };
-    let secs = st.elapsed.as_secs_f64();
-    let time = if secs >= 1.0 {
-        format!("in {secs:.2} s ({:.0} states/s)", st.states_per_sec())
-    } else if secs >= 0.001 {
-        format!(
-            "in {:.1} ms ({:.0} states/s)",
-            secs * 1e3,
-            st.states_per_sec()
-        )
-    } else {
-        "in under 1 ms".to_string()
+    let time = match elapsed(st.elapsed) {
+        Some(t) => format!("in {t} ({:.0} states/s)", st.states_per_sec()),
+        None => "in under 0.1 ms".to_string(),
     };
     format!(
         "{work} {time}; {} complete end states, {} worker-cap stalls",
         st.complete, st.cap_stalls
     )
+}
+
+/// A duration for people ("0.4 ms", "12.3 ms", "1.25 s"), or `None` below
+/// 0.1 ms, too short to print a time or a rate from (never "0.000 s").
+pub(crate) fn elapsed(d: std::time::Duration) -> Option<String> {
+    let secs = d.as_secs_f64();
+    if secs >= 1.0 {
+        Some(format!("{secs:.2} s"))
+    } else if secs >= 0.0001 {
+        Some(format!("{:.1} ms", secs * 1e3))
+    } else {
+        None
+    }
 }
 
 /// The step table, the final busy workers, the wait-for cycle and the

@@ -31,6 +31,24 @@ pub enum Version {
     /// Mainline v5.5+: deferred self-free and the single `btrfs_work_helper`
     /// (a0cac0ec961f removed the unique helpers).
     V5_5Generic,
+    /// Today's code (the `v6` label, whatever the tag): `fs/btrfs/async-thread.c`
+    /// of a current tree (see [`V6_SOURCE`]). Deferred self-free, one
+    /// `btrfs_work_helper`, the busy table still keyed by (address,
+    /// function). In the model it behaves as [`Version::V5_5Generic`]: what
+    /// changed since v5.5 (barriers around DONE, `ordered_free` folded into
+    /// `ordered_func(work, true)`, no high-priority sub-queue, affinity-scoped
+    /// unbound pools) does not change a step of the model.
+    V6,
+    /// The candidate fix on top of `v6`: an item is freed by whichever of two
+    /// events comes last, its ordered phase completing or its own worker
+    /// leaving the helper (a two-reference count), so no item is freed while
+    /// the worker that executes it can still block.
+    V6Fix,
+    /// An alternative that does not work: like `v6`, but every worker defers
+    /// the free of *every* item whose ordered phase it ran until it leaves
+    /// `run_ordered_work` (not only its own). Kept to show that the free must
+    /// wait for the item's *own* worker, not for the freeing one.
+    V6DeferAll,
     /// kwq: the busy table identifies a running item by the item itself, not
     /// by its address, so a new allocation can never match a running worker.
     /// Modelled with the *pre-fix* Btrfs logic (early self-free, one generic
@@ -38,13 +56,31 @@ pub enum Version {
     Kwq,
 }
 
+/// Where the `v6` rows come from: the tree, commit and file of the Btrfs
+/// helper that [`Version::V6`] models, and of the workqueue core it runs on.
+pub const V6_SOURCE: [(&str, &str, &str); 2] = [
+    (
+        "CachyOS/linux",
+        "9366216c12765d13c7ebec185a544ddbb0bf3191",
+        "fs/btrfs/async-thread.c",
+    ),
+    (
+        "intel-lab-lkp/linux",
+        "00d841f56b0dcd16419a7a33c42d9c350de5f344",
+        "kernel/workqueue.c",
+    ),
+];
+
 impl Version {
     /// Every version, in matrix order.
-    pub const ALL: [Version; 5] = [
+    pub const ALL: [Version; 8] = [
         Version::V3_16,
         Version::V4,
         Version::V5_5,
         Version::V5_5Generic,
+        Version::V6,
+        Version::V6Fix,
+        Version::V6DeferAll,
         Version::Kwq,
     ];
 
@@ -52,7 +88,28 @@ impl Version {
     /// loop ends (`free_self`, c495dcd6fbe1)?
     #[must_use]
     pub fn deferred_self_free(self) -> bool {
-        matches!(self, Version::V5_5 | Version::V5_5Generic)
+        matches!(
+            self,
+            Version::V5_5
+                | Version::V5_5Generic
+                | Version::V6
+                | Version::V6Fix
+                | Version::V6DeferAll
+        )
+    }
+
+    /// Is an item freed only once both its ordered phase completed and its
+    /// own worker left the helper (the candidate fix, [`Version::V6Fix`])?
+    #[must_use]
+    pub fn freed_by_last_reference(self) -> bool {
+        matches!(self, Version::V6Fix)
+    }
+
+    /// Does a worker defer the free of every item whose ordered phase it ran
+    /// until it leaves `run_ordered_work` ([`Version::V6DeferAll`])?
+    #[must_use]
+    pub fn defers_every_free(self) -> bool {
+        matches!(self, Version::V6DeferAll)
     }
 
     /// Does the busy table compare item identity instead of (address, function)?
@@ -70,7 +127,9 @@ impl Version {
                 WorkType::Delalloc => FuncPtr::DelallocHelper,
                 WorkType::EndioMeta => FuncPtr::EndioMetaHelper,
             },
-            Version::V5_5Generic => FuncPtr::BtrfsWorkHelper,
+            Version::V5_5Generic | Version::V6 | Version::V6Fix | Version::V6DeferAll => {
+                FuncPtr::BtrfsWorkHelper
+            }
             Version::Kwq => FuncPtr::KwqWork,
         }
     }
@@ -83,6 +142,9 @@ impl Version {
             Version::V4 => "v4",
             Version::V5_5 => "v5.5",
             Version::V5_5Generic => "v5.5-generic",
+            Version::V6 => "v6",
+            Version::V6Fix => "v6-fix",
+            Version::V6DeferAll => "v6-defer-all",
             Version::Kwq => "kwq",
         }
     }
@@ -139,11 +201,45 @@ pub enum Scenario {
     /// filesystem; a top ordered phase may wait until the bottom filesystem
     /// has written the data back, which takes one bottom delalloc item.
     Y2019,
+    /// §4.5 pool starvation: the 2019 stacking on a *bound, concurrency-
+    /// managed* pool (one running worker at a time) that cannot create a
+    /// worker beyond `max_workers` (kthread creation stuck in memory
+    /// reclaim). No rescuer.
+    Starve,
+    /// [`Scenario::Starve`] with the mayday path: each of the two workqueues
+    /// (`WQ_MEM_RECLAIM`, as every Btrfs workqueue) has a rescuer that may
+    /// run that workqueue's items from the worklist while the pool needs a
+    /// worker it has not got.
+    StarveRescuer,
 }
 
 impl Scenario {
     /// Both scenarios, in matrix order.
-    pub const ALL: [Scenario; 2] = [Scenario::Y2014, Scenario::Y2019];
+    pub const ALL: [Scenario; 4] = [
+        Scenario::Y2014,
+        Scenario::Y2019,
+        Scenario::Starve,
+        Scenario::StarveRescuer,
+    ];
+
+    /// Are two filesystems stacked (top items wait for bottom items)?
+    #[must_use]
+    pub fn stacked(self) -> bool {
+        !matches!(self, Scenario::Y2014)
+    }
+
+    /// Is the pool bound and concurrency-managed, with worker creation that
+    /// can fail (the §4.5 scenarios)?
+    #[must_use]
+    pub fn managed_pool(self) -> bool {
+        matches!(self, Scenario::Starve | Scenario::StarveRescuer)
+    }
+
+    /// Do the workqueues have rescuers?
+    #[must_use]
+    pub fn rescuers(self) -> bool {
+        matches!(self, Scenario::StarveRescuer)
+    }
 
     /// Short name used on the command line and in replay strings.
     #[must_use]
@@ -151,6 +247,8 @@ impl Scenario {
         match self {
             Scenario::Y2014 => "2014",
             Scenario::Y2019 => "2019",
+            Scenario::Starve => "starve",
+            Scenario::StarveRescuer => "starve-rescuer",
         }
     }
 
@@ -160,8 +258,8 @@ impl Scenario {
         match (self, wq) {
             (Scenario::Y2014, 0) => "btrfs-delalloc",
             (Scenario::Y2014, _) => "btrfs-endio-meta",
-            (Scenario::Y2019, 0) => "btrfs-delalloc (top)",
-            (Scenario::Y2019, _) => "btrfs-delalloc (bottom)",
+            (_, 0) => "btrfs-delalloc (top)",
+            (_, _) => "btrfs-delalloc (bottom)",
         }
     }
 }
@@ -373,6 +471,10 @@ impl Setup {
     }
 
     /// Checks the sizes are within what the model supports.
+    ///
+    /// # Errors
+    ///
+    /// A [`ParseSetupError`] naming the first size outside the supported range.
     pub fn validate(&self) -> Result<(), ParseSetupError> {
         let bad = |what: &'static str, got: u8, expected: String| ParseSetupError {
             what,

@@ -14,7 +14,7 @@
 use crate::model::action::{Event, LoopExit};
 use crate::model::state::{Origin, Pc, Wait};
 use crate::model::{enabled_actions, step_events, Action, State};
-use crate::setup::{ParseSetupError, Scenario, Setup};
+use crate::setup::{ParseSetupError, Setup};
 use std::fmt::{self, Write as _};
 use std::path::Path;
 
@@ -69,6 +69,11 @@ pub struct Replayed {
 
 impl Replayed {
     /// The state the trace ends in.
+    ///
+    /// # Panics
+    ///
+    /// Never for a replay built by [`Trace::replay`], which always holds the
+    /// initial state.
     #[must_use]
     pub fn last(&self) -> &State {
         self.states.last().expect("at least the initial state")
@@ -84,6 +89,11 @@ impl Trace {
     }
 
     /// Parses a replay string.
+    ///
+    /// # Errors
+    ///
+    /// A [`TraceError`] if the string is not a replay string of this format
+    /// (prefix, setup or action token).
     pub fn parse(s: &str) -> Result<Trace, TraceError> {
         let parts: Vec<&str> = s.trim().split(':').collect();
         if parts.len() != 10 || parts[0] != FORMAT {
@@ -119,6 +129,10 @@ impl Trace {
     }
 
     /// Replays the trace, checking each action is enabled.
+    ///
+    /// # Errors
+    ///
+    /// A [`TraceError`] at the first action that is not enabled.
     pub fn replay(&self) -> Result<Replayed, TraceError> {
         let mut s = State::initial(self.setup);
         let mut r = Replayed {
@@ -147,6 +161,10 @@ impl Trace {
     }
 
     /// The human step table (see the module docs of [`crate`] for the vocabulary).
+    ///
+    /// # Errors
+    ///
+    /// As [`Trace::replay`].
     pub fn render(&self) -> Result<String, TraceError> {
         let r = self.replay()?;
         let mut out = String::new();
@@ -167,6 +185,10 @@ impl Trace {
     }
 
     /// Writes the replay string and step table to a *new* file (fails if it exists).
+    ///
+    /// # Errors
+    ///
+    /// Any I/O error, including `AlreadyExists` if `path` exists.
     pub fn write_new(&self, path: &Path) -> std::io::Result<()> {
         use std::io::Write;
         let mut f = std::fs::OpenOptions::new()
@@ -184,6 +206,11 @@ impl Trace {
 /// The determinism self-check: replays `trace` twice from scratch and
 /// compares the states and the enabled-action lists at every step, then
 /// checks the replay ends in `expected` (the state the explorer reached).
+///
+/// # Errors
+///
+/// A [`TraceError`] if a replay fails or the two replays, or the final
+/// state, disagree.
 pub fn self_check(trace: &Trace, expected: &State) -> Result<(), TraceError> {
     let a = trace.replay()?;
     let b = trace.replay()?;
@@ -204,14 +231,18 @@ pub fn self_check(trace: &Trace, expected: &State) -> Result<(), TraceError> {
 
 fn actor(s: &State, a: Action) -> String {
     match a {
-        Action::Writeback { .. } => match s.setup.scenario {
-            Scenario::Y2019 => "top FS writeback".into(),
-            Scenario::Y2014 => "writeback".into(),
-        },
+        Action::Writeback { .. } if s.stacked() => "top FS writeback".into(),
+        Action::Writeback { .. } => "writeback".into(),
         Action::CreateWorker => "manager".into(),
         Action::LowerWriteback { .. } => "lower FS writeback".into(),
         Action::ReadComplete(_) => "read completion".into(),
-        _ => format!("worker {}", a.worker().expect("worker action")),
+        _ => {
+            let w = a.worker().expect("worker action");
+            match s.worker(w).rescuer_of {
+                Some(wq) => format!("rescuer {w} (wq {wq})"),
+                None => format!("worker {w}"),
+            }
+        }
     }
 }
 
@@ -298,10 +329,14 @@ pub fn describe(s: &State, e: &Event) -> String {
             }
             t
         }
-        Event::FreeDeferred { worker, item } => format!(
-            "{}'s free deferred until worker {worker} leaves the loop (free_self)",
-            n(item)
-        ),
+        Event::FreeDeferred { worker, item } => {
+            let how = match s.setup.version {
+                crate::Version::V6Fix => "drops its reference (last reference frees)",
+                crate::Version::V6DeferAll => "leaves run_ordered_work (deferred free)",
+                _ => "leaves the loop (free_self)",
+            };
+            format!("{}'s free deferred until worker {worker} {how}", n(item))
+        }
         Event::Blocked { worker, item, wait } => match wait {
             Wait::Lower(_) => format!(
                 "worker {worker} blocked on lower-FS I/O ({}'s ordered phase writes through the loop device)",

@@ -34,6 +34,8 @@ pub struct RuntimeBuilder {
     thread_name: String,
     stack_size: Option<usize>,
     watchdog: Option<Duration>,
+    detect_blocking: bool,
+    spawn_handler: Option<crate::spawn::SpawnHandler>,
     hooks: Hooks,
 }
 
@@ -52,6 +54,8 @@ impl std::fmt::Debug for RuntimeBuilder {
             .field("thread_name", &self.thread_name)
             .field("stack_size", &self.stack_size)
             .field("watchdog", &self.watchdog)
+            .field("detect_blocking", &self.detect_blocking)
+            .field("spawn_handler", &self.spawn_handler.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -69,6 +73,8 @@ impl RuntimeBuilder {
             thread_name: "kwq".to_string(),
             stack_size: None,
             watchdog: Some(Duration::from_secs(30)),
+            detect_blocking: true,
+            spawn_handler: None,
             hooks: Hooks::default(),
         }
     }
@@ -106,6 +112,36 @@ impl RuntimeBuilder {
     /// [`std::thread::Builder::stack_size`]).
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Creates worker threads with `f` instead of `std::thread::Builder`
+    /// (rayon's `spawn_handler`): `f` starts a thread that calls
+    /// [`ThreadSpawn::run`](crate::ThreadSpawn::run) and returns `Ok(())`,
+    /// or returns an error *without* calling `run`. A failure (or a panic
+    /// of `f`) is never fatal: the pool reports it as
+    /// [`WarningKind::WorkerSpawnFailed`](crate::WarningKind::WorkerSpawnFailed),
+    /// goes on with the workers it has, and tries again when it needs one.
+    ///
+    /// ```
+    /// let rt = kwq::RuntimeBuilder::new()
+    ///     .spawn_handler(|t| {
+    ///         let mut b = std::thread::Builder::new().name(t.name().to_string());
+    ///         if let Some(bytes) = t.stack_size() {
+    ///             b = b.stack_size(bytes);
+    ///         }
+    ///         b.spawn(move || t.run()).map(drop)
+    ///     })
+    ///     .build()?;
+    /// let wq = kwq::Workqueue::builder("custom-threads").runtime(&rt).build()?;
+    /// assert_eq!(wq.spawn(|| 2 + 2).join().unwrap(), 4);
+    /// # Ok::<(), kwq::BuildError>(())
+    /// ```
+    pub fn spawn_handler<F>(mut self, f: F) -> Self
+    where
+        F: Fn(crate::ThreadSpawn) -> std::io::Result<()> + Send + Sync + 'static,
+    {
+        self.spawn_handler = Some(Arc::new(f));
         self
     }
 
@@ -150,6 +186,20 @@ impl RuntimeBuilder {
         F: Fn(&PanicReport) + Send + Sync + 'static,
     {
         self.on_panic(move |r| f(&r))
+    }
+
+    /// Whether a monitor thread watches for workers that block outside
+    /// [`blocking`](crate::blocking) — in a plain `read()`, a std `Mutex`
+    /// or `Condvar`, `thread::sleep` — while work waits, and lets another
+    /// worker take their place (default on). On Linux it reads the
+    /// threads' scheduler state; a worker running on a CPU is never taken
+    /// for blocked. Growth is bounded: immediate up to 4 × concurrency
+    /// workers, then only for ever longer stalls, never past
+    /// [`max_workers`](Self::max_workers). Detections are reported as
+    /// [`WarningKind::BlockedWorker`].
+    pub fn detect_blocking(mut self, on: bool) -> Self {
+        self.detect_blocking = on;
+        self
     }
 
     /// Lockup watchdog threshold (the kernel's `workqueue.watchdog_thresh`):
@@ -213,7 +263,12 @@ impl RuntimeBuilder {
             thread_name: self.thread_name,
             stack_size: self.stack_size,
             hooks: self.hooks,
+            spawn_handler: self.spawn_handler,
+            monitor: Arc::default(),
         }));
+        if self.detect_blocking {
+            crate::pool::start_monitor(&inner);
+        }
         if let Some(thresh) = self.watchdog.filter(|d| !d.is_zero()) {
             crate::watchdog::start(&inner, thresh);
         }

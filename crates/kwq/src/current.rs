@@ -32,6 +32,12 @@ pub(crate) struct WorkerCtx {
     running: Cell<Option<Running>>,
     /// Nesting depth of `blocking` (only the outermost level counts).
     blocking: Cell<u32>,
+    /// The worker is dropping user values outside any item (`drop_user`):
+    /// a wait inside a destructor (a workqueue torn down by the drop of the
+    /// closure owning it) must step out of concurrency management as it
+    /// would inside an item, or it holds the pool's running slot while it
+    /// waits for items of that very pool.
+    dropping: Cell<bool>,
     /// Workqueue references of retired tasks, dropped in batches: every
     /// queued job clones its workqueue's `Arc` on the submitting thread, and
     /// dropping it here one by one would bounce that cache line between the
@@ -63,7 +69,10 @@ impl WorkerCtx {
         self.blocking.set(depth + 1);
         if depth == 0 {
             self.shared.blocked.store(true, Relaxed);
-            self.pool.enter_blocking();
+            // If the monitor presumed us blocked, it uncounted us already.
+            if self.shared.presence.leave() {
+                self.pool.enter_blocking();
+            }
         }
     }
 
@@ -72,9 +81,30 @@ impl WorkerCtx {
         let depth = self.blocking.get() - 1;
         self.blocking.set(depth);
         if depth == 0 {
+            // Count first, then say so (`presence` module rules).
             self.pool.exit_blocking();
+            self.shared.presence.rejoin();
             self.shared.blocked.store(false, Relaxed);
         }
+    }
+
+    /// Drops `value` — user data, or something that may own the last
+    /// reference to some — on this worker: a panicking destructor is
+    /// contained and reported, and a wait inside the destructor goes
+    /// through [`blocking`] as if inside an item.
+    pub(crate) fn drop_user<T>(&self, value: T, what: &str) {
+        let was = self.dropping.replace(true);
+        self.pool.cfg.hooks.drop_contained(value, what);
+        self.dropping.set(was);
+    }
+
+    /// Runs `f` (which reports a panic: the hook, the payload's drop are
+    /// user code) under the same rules as [`drop_user`](Self::drop_user).
+    pub(crate) fn as_dropping<R>(&self, f: impl FnOnce() -> R) -> R {
+        let was = self.dropping.replace(true);
+        let r = f();
+        self.dropping.set(was);
+        r
     }
 
     /// Drops `wq` later, in a batch (see `graveyard`).
@@ -111,6 +141,7 @@ pub(crate) fn install(pool: Arc<Pool>, shared: Arc<WorkerShared>) -> Rc<WorkerCt
         shared,
         running: Cell::new(None),
         blocking: Cell::new(0),
+        dropping: Cell::new(false),
         graveyard: RefCell::new(Vec::with_capacity(GRAVEYARD)),
     });
     CTX.with(|c| *c.borrow_mut() = Some(ctx.clone()));
@@ -160,9 +191,10 @@ pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
             }
         }
     }
-    // Only a worker executing an item counts for concurrency management.
+    // Only a worker executing an item (or dropping user values between
+    // items) counts for concurrency management.
     let left = with(|ctx| match ctx {
-        Some(ctx) if ctx.peek(|r| r.is_some()) => {
+        Some(ctx) if ctx.dropping.get() || ctx.peek(|r| r.is_some()) => {
             ctx.leave_running();
             true
         }

@@ -16,20 +16,53 @@
 //! `mod_delayed` replaces the pending instance with a new `seq`, which makes
 //! every older token — on the heap, on a worklist, or parked — stale.
 //!
-//! Superseded entries stay on the heap until their deadline (holding a
-//! reference to the item); a program that re-arms one item millions of
-//! times within one delay pays that memory.
+//! Superseded and cancelled entries stay on the heap (holding a reference
+//! to the item, and so its closure) until their deadline or until the heap
+//! is next pruned: whenever arming finds the heap at twice the size it had
+//! after the last pruning (and at least [`PRUNE_MIN`] entries), it drops
+//! every entry whose `seq` no longer matches its item's slot. Lock order:
+//! heap, then slot (nobody takes the heap lock while holding a slot lock).
+//! Memory stays proportional to the armed instances, at an amortised O(1)
+//! per arm.
+//!
+//! # User code on the timer thread
+//!
+//! The timer thread runs no closure, but it may drop the last reference to
+//! an item (a stale entry of a cancelled or re-armed item whose handles are
+//! gone, or a fired one whose run already finished), and with it the
+//! item's closure: user data. Every entry is handled and dropped under
+//! `catch_unwind`; a panicking destructor is reported (`DropPanicked`,
+//! through the hooks of the entry's runtime while it exists) and the thread
+//! goes on. Entries hold their workqueue weakly, so a far-future deadline
+//! keeps neither a dropped workqueue nor its runtime's workers alive; any
+//! delay is accepted (a deadline past what `Instant` can represent
+//! saturates to the farthest one it can).
 
 use crate::error::QueueError;
-use crate::report::{Warning, WarningKind};
-use crate::sync::atomic::{AtomicU64, Ordering::*};
-use crate::sync::{Arc, Condvar, Mutex};
+use crate::report::{Hooks, Warning, WarningKind};
+use crate::runtime::Config;
+use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
+use crate::sync::{downgrade, Arc, Condvar, Mutex, Weak};
 use crate::work::state::TransitionToPending;
 use crate::work::{Work, WorkInner};
 use crate::workqueue::{Workqueue, WqInner};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
+
+/// `now + delay`, saturated to the farthest `Instant` representable: any
+/// delay is legal, and `queue_delayed` has no error to return.
+fn deadline_after(delay: Duration) -> Instant {
+    let now = Instant::now();
+    let mut d = delay;
+    loop {
+        if let Some(t) = now.checked_add(d) {
+            return t;
+        }
+        d /= 2;
+    }
+}
 
 /// A work item that can be queued after a delay (kernel `delayed_work`).
 ///
@@ -111,15 +144,34 @@ impl DelayedWork {
             }
         };
         if let Some((seq, wq)) = fire {
-            enqueue_or_abandon(&wq, item, seq);
+            enqueue_or_abandon(&wq, item, seq, None);
         }
         item.flush_from(at_call, "DelayedWork::flush")
     }
 }
 
 /// Moves a delayed instance to its workqueue, or drops it (with a warning)
-/// if the workqueue refuses work now.
-fn enqueue_or_abandon(wq: &Arc<WqInner>, item: &Arc<WorkInner>, seq: u64) {
+/// if the workqueue refuses work now or is gone (reported to `hooks`, the
+/// runtime the instance was armed on, if it still exists).
+fn enqueue_or_abandon(wq: &Weak<WqInner>, item: &Arc<WorkInner>, seq: u64, hooks: Option<&Hooks>) {
+    let Some(wq) = wq.upgrade() else {
+        let w = Warning::new(
+            WarningKind::DelayedDropped,
+            format!(
+                "delayed work '{}' dropped: its workqueue was dropped",
+                item.name()
+            ),
+        )
+        .of_work(item.name());
+        match hooks {
+            Some(h) => h.warn(w),
+            None => crate::report::trace_warning(&w),
+        }
+        if item.state.load().is_live(seq) {
+            let _ = item.cancel();
+        }
+        return;
+    };
     match wq.check_accepting() {
         Ok(()) => wq.enqueue_work(item.clone(), seq),
         Err(e) => {
@@ -142,6 +194,9 @@ struct Entry {
     order: u64,
     item: Arc<WorkInner>,
     seq: u64,
+    /// The configuration of the runtime it was armed on: where problems
+    /// are reported (weak, like the slot's workqueue).
+    cfg: Weak<Config>,
 }
 
 impl PartialEq for Entry {
@@ -165,9 +220,34 @@ struct Timer {
     heap: Mutex<BinaryHeap<Reverse<Entry>>>,
     cv: Condvar,
     order: AtomicU64,
+    /// Heap size at which the next arm prunes stale entries (written under
+    /// the heap lock).
+    prune_at: AtomicUsize,
+}
+
+/// The heap is never pruned below this size.
+const PRUNE_MIN: usize = 1024;
+
+impl Entry {
+    /// Is this entry's instance still the one armed on its item?
+    fn is_armed(&self) -> bool {
+        matches!(&self.item.slot.lock().timer, Some((seq, _)) if *seq == self.seq)
+    }
 }
 
 static TIMER: crate::sync::OnceLock<Arc<Timer>> = crate::sync::OnceLock::new();
+
+crate::sync::thread_local! {
+    /// Set on the timer thread, where user code (a hook, a destructor) must
+    /// not wait for an instance armed on the timer: it would wait for the
+    /// very thread it runs on.
+    static ON_TIMER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Is the calling thread the timer thread?
+pub(crate) fn on_timer_thread() -> bool {
+    ON_TIMER.try_with(|t| t.get()).unwrap_or(false)
+}
 
 fn timer() -> &'static Arc<Timer> {
     TIMER.get_or_init(|| {
@@ -175,6 +255,7 @@ fn timer() -> &'static Arc<Timer> {
             heap: Mutex::new(BinaryHeap::new()),
             cv: Condvar::new(),
             order: AtomicU64::new(0),
+            prune_at: AtomicUsize::new(PRUNE_MIN),
         });
         let t2 = t.clone();
         crate::sync::thread::Builder::new()
@@ -186,7 +267,7 @@ fn timer() -> &'static Arc<Timer> {
 }
 
 impl Timer {
-    fn arm(&self, deadline: Instant, item: Arc<WorkInner>, seq: u64) {
+    fn arm(&self, deadline: Instant, item: Arc<WorkInner>, seq: u64, wq: &Arc<WqInner>) {
         let order = self.order.fetch_add(1, Relaxed);
         let mut heap = self.heap.lock();
         let earliest = heap.peek().is_none_or(|Reverse(e)| deadline < e.deadline);
@@ -195,14 +276,33 @@ impl Timer {
             order,
             item,
             seq,
+            cfg: downgrade(&wq.pool.cfg),
         }));
+        let stale = if heap.len() >= self.prune_at.load(Relaxed) {
+            let (live, stale): (Vec<_>, Vec<_>) = std::mem::take(&mut *heap)
+                .into_vec()
+                .into_iter()
+                .partition(|Reverse(e)| e.is_armed());
+            *heap = BinaryHeap::from(live);
+            self.prune_at
+                .store((heap.len() * 2).max(PRUNE_MIN), Relaxed);
+            stale
+        } else {
+            Vec::new()
+        };
         drop(heap);
         if earliest {
             self.cv.notify_one();
         }
+        // Outside the heap lock: a stale entry may hold an item's last
+        // reference, and its closure's destructor is user code.
+        for Reverse(e) in stale {
+            drop_entry(e);
+        }
     }
 
     fn run(&self) {
+        ON_TIMER.with(|t| t.set(true));
         let mut heap = self.heap.lock();
         loop {
             let now = Instant::now();
@@ -215,7 +315,7 @@ impl Timer {
                 Some(_) => {
                     let Reverse(e) = heap.pop().expect("peeked");
                     drop(heap);
-                    fire(e);
+                    fire_contained(e);
                     heap = self.heap.lock();
                 }
             }
@@ -223,7 +323,46 @@ impl Timer {
     }
 }
 
-fn fire(e: Entry) {
+/// Fires `e` and drops it; the drop may be the item's last reference (a
+/// stale entry, or a fired one whose run already ended), so it goes
+/// through `drop_contained`, reported to the entry's runtime while it
+/// exists (see the module docs). `fire` makes no other user drop outside
+/// containment; a panic out of it would be a kwq bug, and is contained too
+/// so that no other delayed item in the process stops firing.
+fn fire_contained(e: Entry) {
+    let hooks = e.cfg.upgrade().map(|cfg| cfg.hooks.clone());
+    if let Err(p) = catch_unwind(AssertUnwindSafe(|| fire(&e, hooks.as_ref()))) {
+        crate::report::trace_warning(&Warning::new(
+            WarningKind::DropPanicked,
+            format!(
+                "kwq bug: firing delayed work '{}' panicked: {}",
+                e.item.name(),
+                crate::report::panic_message(&*p)
+            ),
+        ));
+        crate::report::drop_contained(p, "a panic payload");
+    }
+    drop_entry(e);
+    // The runtime's hooks may own user data too (the last reference to the
+    // runtime's configuration, if it was dropped meanwhile).
+    crate::report::drop_contained(hooks, "a runtime's hooks");
+}
+
+/// Drops a heap entry (possibly the item's last reference) contained,
+/// reporting to the runtime it was armed on while that exists.
+fn drop_entry(e: Entry) {
+    let hooks = e.cfg.upgrade().map(|cfg| cfg.hooks.clone());
+    let what = "a delayed work item (dropped by the timer)";
+    match &hooks {
+        Some(h) => h.drop_contained(e, what),
+        None => crate::report::drop_contained(e, what),
+    }
+    // The runtime's hooks may own user data too (the last reference to the
+    // runtime's configuration, if it was dropped meanwhile).
+    crate::report::drop_contained(hooks, "a runtime's hooks");
+}
+
+fn fire(e: &Entry, hooks: Option<&Hooks>) {
     let target = {
         let mut slot = e.item.slot.lock();
         match &slot.timer {
@@ -234,7 +373,7 @@ fn fire(e: Entry) {
         }
     };
     if let Some(wq) = target {
-        enqueue_or_abandon(&wq, &e.item, e.seq);
+        enqueue_or_abandon(&wq, &e.item, e.seq, hooks);
     }
 }
 
@@ -242,7 +381,8 @@ impl Workqueue {
     /// Queues `d` to run after `delay` (kernel `queue_delayed_work`, WQ-14).
     /// Returns `false` if an instance was already pending (the existing
     /// timer is left alone; see [`mod_delayed`](Workqueue::mod_delayed)).
-    /// A zero delay queues immediately.
+    /// A zero delay queues immediately; any delay is accepted (one past
+    /// what the clock can represent saturates to its farthest deadline).
     pub fn queue_delayed(&self, d: &DelayedWork, delay: Duration) -> bool {
         match self.try_queue_delayed(d, delay) {
             Ok(q) => q,
@@ -272,19 +412,19 @@ impl Workqueue {
         if delay.is_zero() {
             return self.try_queue(&d.work);
         }
-        let deadline = Instant::now() + delay;
+        let deadline = deadline_after(delay);
         let seq = {
             let mut slot = item.slot.lock();
             match item.state.transition_to_pending() {
                 TransitionToPending::Queued { seq } => {
-                    slot.timer = Some((seq, self.inner.clone()));
+                    slot.timer = Some((seq, downgrade(&self.inner)));
                     seq
                 }
                 _ => return Ok(false),
             }
         };
         item.last_wq.store(self.inner.id, Release);
-        timer().arm(deadline, item.clone(), seq);
+        timer().arm(deadline, item.clone(), seq, &self.inner);
         Ok(true)
     }
 
@@ -304,7 +444,7 @@ impl Workqueue {
             return false;
         }
         let item = &d.work.inner;
-        let deadline = Instant::now() + delay;
+        let deadline = deadline_after(delay);
         let mut slot = item.slot.lock();
         let Some((seq, was_pending, was_parked)) = item.state.transition_to_repending() else {
             return false;
@@ -315,10 +455,10 @@ impl Workqueue {
             drop(slot);
             self.inner.enqueue_work(item.clone(), seq);
         } else {
-            slot.timer = Some((seq, self.inner.clone()));
+            slot.timer = Some((seq, downgrade(&self.inner)));
             drop(slot);
             item.last_wq.store(self.inner.id, Release);
-            timer().arm(deadline, item.clone(), seq);
+            timer().arm(deadline, item.clone(), seq, &self.inner);
         }
         if let Some(t) = parked {
             t.wq.clone().retire(t);

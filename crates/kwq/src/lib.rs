@@ -18,7 +18,10 @@
 //! * A *pool* is an *execution resource*: worker threads shared by every
 //!   workqueue with the same attributes. Pools are concurrency managed: they
 //!   keep about as many workers *running* as there are CPUs, and when a
-//!   worker blocks inside [`blocking`], another one takes over.
+//!   worker blocks inside [`blocking`], another one takes over at once. A
+//!   worker that blocks without saying so (a plain `read()`, a std `Mutex`)
+//!   is noticed by the pool monitor within a few milliseconds while work
+//!   waits, and replaced too ([`RuntimeBuilder::detect_blocking`]).
 //! * [`ordered`] is Btrfs's ordered work done safely: a parallel stage, an
 //!   in-order stage, then release, with bounded in-flight work, on the same
 //!   pools; also as an ordered parallel map over an iterator.
@@ -84,7 +87,7 @@
 //! | flush colours | two colours, serialised flushers |
 //! | `WQ_HIGHPRI`, `WQ_UNBOUND`, `WQ_CPU_INTENSIVE` | [`WorkqueueBuilder::highpri`], [`unbound`](WorkqueueBuilder::unbound), [`cpu_intensive`](WorkqueueBuilder::cpu_intensive) |
 //! | `alloc_ordered_workqueue` | [`WorkqueueBuilder::ordered`] |
-//! | `wq_worker_sleeping` / `wq_worker_running` | [`blocking`] |
+//! | `wq_worker_sleeping` / `wq_worker_running` | [`blocking`], and the pool monitor for blocking nobody announced |
 //! | `system_wq`, `system_highpri_wq`, `system_unbound_wq`, `system_long_wq` | [`system`](fn@system), [`system_highpri`], [`system_unbound`], [`system_long`] |
 //! | `show_workqueue_state` | [`Runtime::dump`] |
 //! | `wq_watchdog` ("BUG: workqueue lockup") | [`RuntimeBuilder::watchdog`], [`LockupReport`] |
@@ -95,8 +98,8 @@
 //! block), not a work-stealing fork/join pool (use rayon for data
 //! parallelism), and not CPU-affine: a userspace pool spans the CPUs the OS
 //! gives it. There is no rescuer thread yet (`WQ_MEM_RECLAIM`); a pool at
-//! its worker cap whose workers all block stalls visibly in
-//! [`Runtime::dump`].
+//! its worker cap whose workers all block stalls, visibly: the watchdog
+//! reports it ([`LockupReport`]) and [`Runtime::dump`] shows who blocks.
 #![warn(missing_docs)]
 
 pub(crate) mod sync;
@@ -128,6 +131,8 @@ mod runtime;
 #[cfg(not(kwq_loom))]
 mod scope;
 #[cfg(not(kwq_loom))]
+mod spawn;
+#[cfg(not(kwq_loom))]
 mod task;
 #[cfg(not(kwq_loom))]
 mod watchdog;
@@ -157,6 +162,8 @@ pub use report::{PanicReport, Warning, WarningKind};
 pub use runtime::Runtime;
 #[cfg(not(kwq_loom))]
 pub use scope::{scope, Scope};
+#[cfg(not(kwq_loom))]
+pub use spawn::ThreadSpawn;
 #[cfg(not(kwq_loom))]
 pub use watchdog::LockupReport;
 #[cfg(not(kwq_loom))]

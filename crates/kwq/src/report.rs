@@ -44,15 +44,24 @@ pub struct PanicReport {
     workqueue: String,
     message: String,
     payload: Option<Box<dyn Any + Send + 'static>>,
+    /// Where a panicking destructor of the payload is reported besides
+    /// `tracing` (the runtime's `on_warning` hook, if any).
+    warning: Option<WarningHook>,
 }
 
 impl PanicReport {
-    pub(crate) fn new(work: &str, workqueue: &str, payload: Box<dyn Any + Send>) -> Self {
+    pub(crate) fn new(
+        work: &str,
+        workqueue: &str,
+        payload: Box<dyn Any + Send>,
+        warning: Option<WarningHook>,
+    ) -> Self {
         PanicReport {
             work: work.to_string(),
             workqueue: workqueue.to_string(),
             message: panic_message(&*payload),
             payload: Some(payload),
+            warning,
         }
     }
 
@@ -114,7 +123,7 @@ impl Drop for PanicReport {
     fn drop(&mut self) {
         // The payload's destructor is user code; it may panic.
         if let Some(p) = self.payload.take() {
-            drop_contained(p, "a panic payload");
+            drop_contained_with(p, "a panic payload", self.warning.as_ref());
         }
     }
 }
@@ -161,6 +170,10 @@ pub enum WarningKind {
     HookPanicked,
     /// A `KWQ_*` environment variable could not be parsed and was ignored.
     InvalidEnvironment,
+    /// The pool monitor found a worker blocked outside
+    /// [`blocking`](crate::blocking) while work waited, and let another
+    /// worker take its place (reported at most once a second per pool).
+    BlockedWorker,
 }
 
 /// A problem the runtime noticed and handled, reported through `tracing`
@@ -268,6 +281,13 @@ impl Hooks {
         }
     }
 
+    /// Drops `value` (user data, or a value owning some) on a kwq thread,
+    /// containing a panicking destructor; each panic is reported as a
+    /// [`WarningKind::DropPanicked`] through `tracing` and `on_warning`.
+    pub(crate) fn drop_contained<T>(&self, value: T, what: &str) {
+        drop_contained_with(value, what, self.warning.as_ref());
+    }
+
     /// Runs the thread-start hook on the calling (new) thread.
     pub(crate) fn thread_started(&self) {
         if let Some(h) = &self.thread_start {
@@ -313,13 +333,25 @@ const MAX_DROP_ROUNDS: usize = 8;
 
 /// Drops `value` on a kwq thread, containing a panicking destructor (and a
 /// panicking destructor of that panic's payload, and so on). Reported
-/// through `tracing` only, since this also runs for hook payloads.
+/// through `tracing` only (it also runs for hook payloads, and where no
+/// runtime is known); [`Hooks::drop_contained`] also reports to the hook.
 pub(crate) fn drop_contained<T>(value: T, what: &str) {
+    drop_contained_with(value, what, None);
+}
+
+/// [`drop_contained`], reporting each round to `hook` too (contained).
+fn drop_contained_with<T>(value: T, what: &str, hook: Option<&WarningHook>) {
     let Err(mut p) = catch_unwind(AssertUnwindSafe(move || drop(value))) else {
         return;
     };
+    let report = |w: Warning| {
+        trace_warning(&w);
+        if let Some(h) = hook {
+            call_hook("on_warning", || h(&w));
+        }
+    };
     for _ in 0..MAX_DROP_ROUNDS {
-        trace_warning(&Warning::new(
+        report(Warning::new(
             WarningKind::DropPanicked,
             format!("the destructor of {what} panicked: {}", panic_message(&*p)),
         ));
@@ -328,7 +360,7 @@ pub(crate) fn drop_contained<T>(value: T, what: &str) {
             Err(next) => p = next,
         }
     }
-    trace_warning(&Warning::new(
+    report(Warning::new(
         WarningKind::DropPanicked,
         format!("the destructors of {what} kept panicking; the last payload is leaked"),
     ));

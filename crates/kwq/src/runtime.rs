@@ -34,11 +34,17 @@ pub(crate) struct Config {
     pub(crate) thread_name: String,
     pub(crate) stack_size: Option<usize>,
     pub(crate) hooks: Hooks,
+    /// Starts worker threads (default: `std::thread::Builder`).
+    pub(crate) spawn_handler: Option<crate::spawn::SpawnHandler>,
+    /// Wakes the pool monitor (unused when it is off).
+    pub(crate) monitor: Arc<crate::pool::MonitorSignal>,
 }
 
 impl Config {
     pub(crate) fn report_panic(&self, work: &str, wq: &str, payload: Box<dyn Any + Send>) {
-        self.hooks.panic(PanicReport::new(work, wq, payload));
+        let warning = self.hooks.warning.clone();
+        self.hooks
+            .panic(PanicReport::new(work, wq, payload, warning));
     }
 
     pub(crate) fn warn(&self, w: Warning) {
@@ -57,6 +63,7 @@ impl Drop for RuntimeInner {
         for p in self.pools.lock().iter() {
             p.shutdown();
         }
+        self.cfg.monitor.shutdown();
     }
 }
 
@@ -239,6 +246,8 @@ impl Runtime {
                     .unwrap_or_else(|| "<job>".to_string());
                 let blocked = if w.blocked.load(Relaxed) {
                     " [blocked]"
+                } else if w.presence.is_presumed() {
+                    " [blocked outside kwq::blocking]"
                 } else {
                     ""
                 };

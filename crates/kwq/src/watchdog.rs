@@ -142,5 +142,9 @@ fn run(rt: Weak<RuntimeInner>, thresh: Duration) {
                 inner.report_lockup(&report);
             }
         }
+        // If the program dropped its last handle meanwhile, this is the
+        // runtime's last reference: its configuration owns the hooks, user
+        // values whose destructors may panic.
+        crate::report::drop_contained(inner, "a runtime (on its watchdog thread)");
     }
 }

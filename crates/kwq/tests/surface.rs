@@ -95,14 +95,18 @@ fn spawn_on_a_draining_queue_is_refused_through_the_handle() {
     });
     let w2 = wq.clone();
     let drainer = std::thread::spawn(move || w2.drain());
+    // Until the drain has started, spawns are accepted (and wait behind the
+    // held worker); a refused one is finished at once.
     let err = loop {
-        match wq.spawn(|| 1).join() {
-            Err(e) if e.is_refused() => break e,
-            _ => std::thread::yield_now(),
+        let h = wq.spawn(|| 1);
+        if h.is_finished() {
+            break h.join().unwrap_err();
         }
+        std::thread::yield_now();
     };
+    assert!(err.is_refused(), "{err}");
     assert!(std::error::Error::source(&err).is_some());
-    hold_tx.send(()).unwrap();
+    let _ = hold_tx.send(());
     drainer.join().unwrap();
 }
 
@@ -190,7 +194,7 @@ fn a_refused_scoped_job_is_dropped_and_counted() {
         }));
     });
     assert_eq!(ran.load(SeqCst), 0);
-    hold_tx.send(()).unwrap();
+    let _ = hold_tx.send(());
     drainer.join().unwrap();
 }
 
@@ -301,7 +305,7 @@ fn refused_queueing_reaches_the_warning_hook() {
         std::thread::yield_now();
     }
     assert!(!wq.queue_fn(|| {}));
-    hold_tx.send(()).unwrap();
+    let _ = hold_tx.send(());
     drainer.join().unwrap();
     let seen = seen.lock().unwrap();
     let (kind, q, msg) = seen.first().expect("a warning").clone();

@@ -10,6 +10,8 @@ fn reports_a_pool_stalled_by_unannotated_blocking() {
     let rt = kwq::RuntimeBuilder::new()
         .concurrency(1)
         .watchdog(Some(Duration::from_millis(200)))
+        // Without the pool monitor, which would unstick this stall.
+        .detect_blocking(false)
         .on_lockup(move |r| {
             let _ = tx.send(r.clone());
         })

@@ -1,8 +1,16 @@
 //! Depth-first search with a visited set: the cheapest exhaustive search;
 //! its first counterexample is not necessarily the shortest.
+//!
+//! The visited set holds the compact encoding of each state
+//! ([`crate::model::encode`]), about a sixth of a `State`'s size, so the
+//! larger proof runs fit in memory. Exact, like every visited set here: no
+//! hash compaction.
 
-use super::{Engine, Search, StateSet, Strategy, Verdict};
+use super::{Engine, FxHasher, Search, Strategy, Verdict};
+use crate::model::encode::encoded;
 use crate::model::{Action, State};
+use std::collections::HashSet;
+use std::hash::BuildHasherDefault;
 
 /// Depth-first search with a visited set.
 #[derive(Clone, Copy, Debug, Default)]
@@ -20,7 +28,7 @@ impl Strategy for Dfs {
     fn explore(&mut self, engine: &mut Engine) -> Search {
         let root = engine.root();
         engine.admit(0);
-        let mut seen = StateSet::default();
+        let mut seen: HashSet<Box<[u8]>, BuildHasherDefault<FxHasher>> = HashSet::default();
         let mut path: Vec<Action> = Vec::new();
         let first = engine.successors(&root);
         if let Verdict::Found(k) = engine.verdict(&root, first.is_empty()) {
@@ -29,7 +37,7 @@ impl Strategy for Dfs {
                 exhaustive: false,
             };
         }
-        seen.insert(root);
+        seen.insert(encoded(&root));
         let mut stack = vec![Frame {
             succ: first.into_iter(),
         }];
@@ -39,7 +47,8 @@ impl Strategy for Dfs {
                 path.pop();
                 continue;
             };
-            if seen.contains(&t) {
+            let code = encoded(&t);
+            if seen.contains(&code) {
                 continue;
             }
             let depth = stack.len();
@@ -57,7 +66,7 @@ impl Strategy for Dfs {
                     exhaustive: false,
                 };
             }
-            seen.insert(t);
+            seen.insert(code);
             if succ.is_empty() || !engine.may_extend(depth) {
                 path.pop();
                 continue;

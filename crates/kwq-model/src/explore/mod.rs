@@ -347,6 +347,14 @@ impl Engine {
         if s.is_complete() {
             self.stats.complete += 1;
             Verdict::Complete
+        } else if !s.worklist.is_empty() && s.setup.scenario.managed_pool() {
+            // §4.5: the cap stands for worker creation that cannot succeed,
+            // so work left on the worklist of a pool whose every worker is
+            // busy or blocked is the starvation being looked for.
+            Verdict::Found(FindingKind::Deadlock {
+                cycle: None,
+                via: Via::Starvation,
+            })
         } else if !s.worklist.is_empty() {
             self.stats.cap_stalls += 1;
             Verdict::CapStall

@@ -65,6 +65,11 @@ pub enum Action {
     /// 2014: the read bio completes; its end-io item is queued on
     /// `btrfs-endio-meta`. Token `C<item>`.
     ReadComplete(ItemId),
+    /// §4.5: the mayday timer fired while the pool needed a worker it could
+    /// not create, and this rescuer takes the first worklist item of its
+    /// workqueue, runs the collision check and starts it (or parks it).
+    /// Token `M<rescuer>`.
+    Mayday(WorkerId),
 }
 
 impl Action {
@@ -79,7 +84,8 @@ impl Action {
             | Action::OrderedWait { worker: w, .. }
             | Action::Wake(w)
             | Action::FreeSelf(w)
-            | Action::Return(w) => Some(w),
+            | Action::Return(w)
+            | Action::Mayday(w) => Some(w),
             _ => None,
         }
     }
@@ -105,6 +111,7 @@ impl fmt::Display for Action {
             Action::Return(w) => write!(f, "R{w}"),
             Action::LowerWriteback { waiter, slot } => write!(f, "L{waiter}{}", n(slot)),
             Action::ReadComplete(i) => write!(f, "C{}", i.0 as u32 + 1),
+            Action::Mayday(w) => write!(f, "M{w}"),
         }
     }
 }
@@ -146,7 +153,7 @@ impl std::str::FromStr for Action {
             }),
             'N' => only(rest, Action::CreateWorker),
             'C' => Ok(Action::ReadComplete(ItemId(number(&rest)?))),
-            'P' | 'F' | 'K' | 'O' | 'W' | 'S' | 'R' | 'B' | 'L' => {
+            'P' | 'F' | 'K' | 'O' | 'W' | 'S' | 'R' | 'B' | 'L' | 'M' => {
                 let (w, tail) = worker(&rest)?;
                 match kind {
                     'P' => only(tail, Action::Pick(w)),
@@ -156,6 +163,7 @@ impl std::str::FromStr for Action {
                     'W' => only(tail, Action::Wake(w)),
                     'S' => only(tail, Action::FreeSelf(w)),
                     'R' => only(tail, Action::Return(w)),
+                    'M' => only(tail, Action::Mayday(w)),
                     'B' if tail.is_empty() => Ok(Action::OrderedWait {
                         worker: w,
                         slot: None,

@@ -34,6 +34,11 @@ impl<T: Copy + Default, const N: usize> Bounded<T, N> {
 
     /// Appends `v`. Panics if full: the setup validation keeps sizes within
     /// the capacities, so a full list is a model bug.
+    ///
+    /// # Panics
+    ///
+    /// If the list is full (a model bug: setups are validated against the
+    /// capacities).
     pub fn push(&mut self, v: T) {
         assert!((self.len as usize) < N, "Bounded capacity {N} exceeded");
         self.buf[self.len as usize] = v;
@@ -52,6 +57,10 @@ impl<T: Copy + Default, const N: usize> Bounded<T, N> {
     }
 
     /// Removes and returns the element at `i`, shifting the rest down.
+    ///
+    /// # Panics
+    ///
+    /// If `i` is out of bounds.
     pub fn remove(&mut self, i: usize) -> T {
         let n = self.len as usize;
         assert!(i < n, "Bounded::remove out of range");
@@ -63,6 +72,10 @@ impl<T: Copy + Default, const N: usize> Bounded<T, N> {
     }
 
     /// Inserts `v` at `i`, shifting the rest up.
+    ///
+    /// # Panics
+    ///
+    /// If the list is full or `i` is past its end.
     pub fn insert(&mut self, i: usize, v: T) {
         let n = self.len as usize;
         assert!(n < N && i <= n, "Bounded::insert out of range");

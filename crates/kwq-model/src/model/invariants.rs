@@ -28,7 +28,7 @@ impl fmt::Display for Violation {
 type Check = fn(&State) -> Result<(), Violation>;
 
 /// Every invariant, with its property name.
-pub const ALL: [(&str, Check); 8] = [
+pub const ALL: [(&str, Check); 9] = [
     ("WQ-3", wq3_non_reentrancy),
     ("WQ-4", wq4_collision_parking),
     ("WQ-5", wq5_collision_key),
@@ -37,9 +37,14 @@ pub const ALL: [(&str, Check); 8] = [
     ("BT-1", bt1_ordered_fifo),
     ("BT-3", bt3_no_touch_after_done),
     ("BT-4", bt4_deferred_self_free),
+    ("BT-7", bt7_worker_holds_its_item),
 ];
 
 /// Evaluates every invariant; the first violation wins.
+///
+/// # Errors
+///
+/// The first [`Violation`] found.
 pub fn check_all(s: &State) -> Result<(), Violation> {
     ALL.iter().try_for_each(|(_, f)| f(s))
 }
@@ -51,6 +56,10 @@ fn fail(property: &'static str, detail: String) -> Result<(), Violation> {
 /// **WQ-3 non-reentrancy**: no two workers of the pool hold the same busy
 /// key at once — (address, function) in the kernel, the item itself in kwq —
 /// so no item ever executes on two workers.
+///
+/// # Errors
+///
+/// A [`Violation`] describing the first offending item or worker.
 pub fn wq3_non_reentrancy(s: &State) -> Result<(), Violation> {
     let by_item = s.setup.version.identity_by_item();
     for (i, a) in s.workers.iter().enumerate() {
@@ -83,6 +92,10 @@ pub fn wq3_non_reentrancy(s: &State) -> Result<(), Violation> {
 /// is still pending (PENDING|PARKED, not running), is on exactly one
 /// scheduled list and no other list, and its worker is still busy — it will
 /// start on that worker when the current execution returns.
+///
+/// # Errors
+///
+/// A [`Violation`] describing the first offending item or worker.
 pub fn wq4_collision_parking(s: &State) -> Result<(), Violation> {
     for (i, it) in s.items.iter().enumerate() {
         let id = ItemId(i as u8);
@@ -125,6 +138,10 @@ pub fn wq4_collision_parking(s: &State) -> Result<(), Violation> {
 /// **WQ-5 collision key**: every parked item matches its worker's busy entry
 /// on (address, function) — not on the workqueue, so an item of another
 /// workqueue (the bottom filesystem's) can be parked behind a top worker.
+///
+/// # Errors
+///
+/// A [`Violation`] describing the first offending item or worker.
 pub fn wq5_collision_key(s: &State) -> Result<(), Violation> {
     let by_item = s.setup.version.identity_by_item();
     for w in &s.workers {
@@ -157,6 +174,10 @@ pub fn wq5_collision_key(s: &State) -> Result<(), Violation> {
 /// **WQ-6 self-free safety**, model side: a freed item is on no list
 /// (worklist, inactive, ordered, scheduled) and not pending — freeing a
 /// queued item would be a use-after-free (debugobjects' `work_fixup_free`).
+///
+/// # Errors
+///
+/// A [`Violation`] describing the first offending item or worker.
 pub fn wq6_freed_items_unlisted(s: &State) -> Result<(), Violation> {
     for (i, it) in s.items.iter().enumerate() {
         let id = ItemId(i as u8);
@@ -180,6 +201,10 @@ pub fn wq6_freed_items_unlisted(s: &State) -> Result<(), Violation> {
 /// **WQ-7 max_active**: every pwq has `nr_active <= max_active`, and
 /// `nr_active` counts exactly its items on the worklist, parked, or
 /// executing (collided items count as active).
+///
+/// # Errors
+///
+/// A [`Violation`] describing the first offending item or worker.
 pub fn wq7_max_active(s: &State) -> Result<(), Violation> {
     for (wq, pwq) in s.pwqs.iter().enumerate() {
         let wq8 = wq as u8;
@@ -215,6 +240,10 @@ pub fn wq7_max_active(s: &State) -> Result<(), Violation> {
 /// every item whose ordered phase completed was queued before every item
 /// still on the list (ordered phases run in `btrfs_queue_work` order, one
 /// at a time).
+///
+/// # Errors
+///
+/// A [`Violation`] describing the first offending item or worker.
 pub fn bt1_ordered_fifo(s: &State) -> Result<(), Violation> {
     for (wq, list) in s.ordered.iter().enumerate() {
         if list.windows(2).any(|p| p[0] >= p[1]) {
@@ -252,6 +281,10 @@ pub fn bt1_ordered_fifo(s: &State) -> Result<(), Violation> {
 /// live, and if it will free its own item later (`free_self`) nobody else
 /// has freed it. (Workers keep the workqueue snapshot taken before `func`,
 /// never `self->wq`, so the v1-patch use-after-free cannot be expressed.)
+///
+/// # Errors
+///
+/// A [`Violation`] describing the first offending item or worker.
 pub fn bt3_no_touch_after_done(s: &State) -> Result<(), Violation> {
     for (i, w) in s.workers.iter().enumerate() {
         let name = (b'A' + i as u8) as char;
@@ -266,7 +299,8 @@ pub fn bt3_no_touch_after_done(s: &State) -> Result<(), Violation> {
                 );
             }
         }
-        if w.free_self || w.pc == Pc::FreeSelf {
+        let holds_own = w.pc == Pc::FreeSelf && s.setup.version.freed_by_last_reference();
+        if w.free_self || holds_own {
             let me = w.current.map(|c| c.item);
             if me.is_none_or(|me| s.item(me).is_freed()) {
                 return fail(
@@ -279,9 +313,48 @@ pub fn bt3_no_touch_after_done(s: &State) -> Result<(), Violation> {
     Ok(())
 }
 
+/// **BT-7 the worker holds its item** (`v6-fix` only; the property the
+/// candidate fix adds): while a worker is anywhere in the Btrfs helper (first
+/// phase, `run_ordered_work`, blocked in an ordered phase, or about to drop
+/// its reference), the item it executes has not been freed, by anyone. This
+/// is what makes a recycled address impossible behind a worker that can
+/// still block.
+///
+/// # Errors
+///
+/// A [`Violation`] describing the first offending item or worker.
+pub fn bt7_worker_holds_its_item(s: &State) -> Result<(), Violation> {
+    if !s.setup.version.freed_by_last_reference() {
+        return Ok(());
+    }
+    for (i, w) in s.workers.iter().enumerate() {
+        let Some(c) = w.current else { continue };
+        let inside = matches!(
+            w.pc,
+            Pc::Func | Pc::Lock | Pc::Ordered(_) | Pc::Blocked(..) | Pc::FreeSelf
+        );
+        let it = s.item(c.item);
+        if inside && it.origin != Origin::EndIo && it.is_freed() {
+            return fail(
+                "BT-7",
+                format!(
+                    "{} was freed while worker {} is still inside the helper",
+                    s.item_name(c.item),
+                    (b'A' + i as u8) as char
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
 /// **BT-4 deferred self-free** (v5.5 versions only): while a worker is
 /// inside `run_ordered_work`, the item it executes has not been freed *by
 /// that worker*.
+///
+/// # Errors
+///
+/// A [`Violation`] describing the first offending item or worker.
 pub fn bt4_deferred_self_free(s: &State) -> Result<(), Violation> {
     if !s.setup.version.deferred_self_free() {
         return Ok(());

@@ -3,6 +3,7 @@
 
 pub mod action;
 pub mod bounded;
+pub mod encode;
 pub mod invariants;
 pub mod state;
 pub mod step;

@@ -17,7 +17,7 @@
 //! | `State::free`          | the slab freelist (LIFO) |
 
 use super::bounded::Bounded;
-use crate::setup::{FuncPtr, Scenario, Setup, MAX_ITEMS, MAX_WORKERS};
+use crate::setup::{FuncPtr, Setup, MAX_ITEMS, MAX_WORKERS};
 use kwq_policy::{Concurrency, PoolSnapshot};
 use std::fmt;
 
@@ -78,6 +78,13 @@ impl Origin {
 /// Model-local Btrfs flag: the item's ordered phase finished and it was
 /// unlinked from the ordered list (no kernel bit; the kernel frees it).
 pub const ORDERED_COMPLETE: u8 = 1 << 2;
+
+/// Model-local Btrfs flag of the candidate fix ([`Version::V6Fix`](crate::Version::V6Fix)):
+/// the worker executing this item has not yet dropped its reference (it is
+/// still inside the helper). Set when the item starts, cleared by the
+/// worker's release step; the item is freed by whichever of the release and
+/// the ordered phase's completion comes last.
+pub const HELD: u8 = 1 << 3;
 
 /// `kwq_policy::state` bit as the model's `u8`.
 pub(crate) const fn bit(b: usize) -> u8 {
@@ -188,6 +195,23 @@ pub struct Worker {
     pub freed_own: bool,
     /// Items parked behind this worker (collision path), FIFO.
     pub scheduled: Bounded<ItemId, SCHEDULED_CAP>,
+    /// `Some(wq)`: this is the rescuer of workqueue `wq` (§4.5 scenarios):
+    /// never on the idle list, not counted in the pool's workers, never
+    /// concurrency-managed (the kernel's rescuer keeps `WORKER_PREP`).
+    pub rescuer_of: Option<u8>,
+    /// [`Version::V6DeferAll`](crate::Version::V6DeferAll): items whose
+    /// ordered phase this worker ran and whose free it defers to its exit
+    /// from `run_ordered_work`. A worker runs the ordered phases of one
+    /// workqueue only, which has at most [`MAX_ITEMS`] such items.
+    pub to_free: Bounded<ItemId, { MAX_ITEMS as usize }>,
+}
+
+impl Worker {
+    /// Is this a pool worker (not a rescuer)?
+    #[must_use]
+    pub fn in_pool(&self) -> bool {
+        self.rescuer_of.is_none()
+    }
 }
 
 /// A pool_workqueue: the link of one workqueue to the pool.
@@ -230,8 +254,8 @@ pub struct State {
 
 /// Capacity of the item table: upper items plus one item per I/O wait.
 pub const ITEM_CAP: usize = 2 * MAX_ITEMS as usize;
-/// Capacity of the worker table.
-pub const WORKER_CAP: usize = MAX_WORKERS as usize;
+/// Capacity of the worker table: the pool's cap plus two rescuers.
+pub const WORKER_CAP: usize = MAX_WORKERS as usize + 2;
 /// Capacity of a scheduled list. Parked items are live and all sit at the
 /// worker's busy address, so at most one is parked at a time; 4 is slack.
 pub const SCHEDULED_CAP: usize = 4;
@@ -247,10 +271,18 @@ impl State {
     /// creates the first worker with the pool).
     #[must_use]
     pub fn initial(setup: Setup) -> State {
+        let rescuers = setup.scenario.rescuers().then_some([0u8, 1]);
+        let workers = [Worker::default()]
+            .into_iter()
+            .chain(rescuers.into_iter().flatten().map(|wq| Worker {
+                rescuer_of: Some(wq),
+                ..Worker::default()
+            }))
+            .collect();
         State {
             setup,
             items: Bounded::new(),
-            workers: [Worker::default()].into_iter().collect(),
+            workers,
             idle: [WorkerId(0)].into_iter().collect(),
             worklist: Bounded::new(),
             pwqs: [Pwq::default(), Pwq::default()],
@@ -274,23 +306,38 @@ impl State {
         &self.workers[w.0 as usize]
     }
 
-    /// The pool counters the `kwq_policy` predicates read. The pool is
-    /// unbound: [`Concurrency::Unmanaged`], so `nr_running` is informative only.
+    /// The pool counters the `kwq_policy` predicates read. The Btrfs pool is
+    /// unbound: [`Concurrency::Unmanaged`], so `nr_running` is informative
+    /// only. The §4.5 scenarios use a bound pool, `Concurrency::Managed(1)`:
+    /// a worker counts as running unless it is idle or blocked. Rescuers are
+    /// not pool workers and never count.
     #[must_use]
     pub fn snapshot(&self) -> PoolSnapshot {
-        let nr_running = self
-            .workers
-            .iter()
+        let pool = || self.workers.iter().filter(|w| w.in_pool());
+        let nr_running = pool()
             .filter(|w| !matches!(w.pc, Pc::Idle | Pc::Blocked(..)))
             .count();
         PoolSnapshot {
             worklist_nonempty: !self.worklist.is_empty(),
             nr_running,
             nr_idle: self.idle.len(),
-            nr_workers: self.workers.len(),
-            concurrency: Concurrency::Unmanaged,
+            nr_workers: pool().count(),
+            concurrency: if self.setup.scenario.managed_pool() {
+                Concurrency::Managed(1)
+            } else {
+                Concurrency::Unmanaged
+            },
             max_workers: self.setup.max_workers as usize,
         }
+    }
+
+    /// The rescuer of workqueue `wq`, if the scenario has rescuers.
+    #[must_use]
+    pub fn rescuer(&self, wq: u8) -> Option<WorkerId> {
+        self.workers
+            .iter()
+            .position(|w| w.rescuer_of == Some(wq))
+            .map(|i| WorkerId(i as u8))
     }
 
     /// `find_worker_executing_work`: the worker whose busy entry matches
@@ -389,6 +436,6 @@ impl State {
     /// Is this the 2019 scenario?
     #[must_use]
     pub fn stacked(&self) -> bool {
-        self.setup.scenario == Scenario::Y2019
+        self.setup.scenario.stacked()
     }
 }

@@ -8,7 +8,7 @@
 
 use super::action::{Action, Event, LoopExit};
 use super::state::{
-    Current, Item, ItemId, Origin, Pc, Slot, State, Wait, Worker, WorkerId, DONE, INACTIVE,
+    Current, Item, ItemId, Origin, Pc, Slot, State, Wait, Worker, WorkerId, DONE, HELD, INACTIVE,
     ORDERED_COMPLETE, ORDER_DONE, PARKED, PENDING, RUNNING,
 };
 use crate::setup::{AllocPolicy, Scenario, WorkType};
@@ -53,6 +53,18 @@ pub fn enabled_actions(s: &State) -> Vec<Action> {
     if kwq_policy::need_to_create_worker(&snap) {
         v.push(Action::CreateWorker);
     }
+    // The mayday timer fires while the pool needs a worker and has no idle
+    // one (the kernel's `need_to_create_worker`, which has no cap: creation
+    // is what fails). The rescuer of each workqueue with an item on the
+    // worklist may then act. Time is not modelled, so it may act at once.
+    if kwq_policy::need_more_worker(&snap) && !kwq_policy::may_start_working(&snap) {
+        for (i, w) in s.workers.iter().enumerate() {
+            let Some(wq) = w.rescuer_of else { continue };
+            if w.pc == Pc::Idle && s.worklist.iter().any(|&id| s.item(id).wq == wq) {
+                v.push(Action::Mayday(WorkerId(i as u8)));
+            }
+        }
+    }
     if kwq_policy::need_more_worker(&snap) {
         // Only the idle-list head wakes: idle workers are interchangeable
         // (see explore/mod.rs, "Symmetry"), and the kernel wakes the first.
@@ -69,18 +81,17 @@ pub fn enabled_actions(s: &State) -> Vec<Action> {
             Pc::Ordered(h) => {
                 v.push(Action::OrderedDone(id));
                 if s.item(h).origin == Origin::Upper && s.waits < s.setup.waits {
-                    match s.setup.scenario {
-                        Scenario::Y2019 => v.push(Action::OrderedWait {
+                    if s.stacked() {
+                        v.push(Action::OrderedWait {
                             worker: id,
                             slot: None,
-                        }),
-                        Scenario::Y2014 => {
-                            for slot in alloc_choices(s) {
-                                v.push(Action::OrderedWait {
-                                    worker: id,
-                                    slot: Some(slot),
-                                });
-                            }
+                        });
+                    } else {
+                        for slot in alloc_choices(s) {
+                            v.push(Action::OrderedWait {
+                                worker: id,
+                                slot: Some(slot),
+                            });
                         }
                     }
                 }
@@ -136,6 +147,10 @@ impl fmt::Display for NotEnabled {
 impl std::error::Error for NotEnabled {}
 
 /// [`step_events`] after checking that `a` is enabled.
+///
+/// # Errors
+///
+/// [`NotEnabled`] if `a` is not enabled in `s`.
 pub fn try_step(s: &State, a: Action) -> Result<(State, Vec<Event>), NotEnabled> {
     let enabled = enabled_actions(s);
     if enabled.contains(&a) {
@@ -146,6 +161,10 @@ pub fn try_step(s: &State, a: Action) -> Result<(State, Vec<Event>), NotEnabled>
 }
 
 /// The successor of `s` under the enabled action `a`, and what happened.
+///
+/// # Panics
+///
+/// If `a` is not enabled in `s` (use [`try_step`] to check first).
 #[must_use]
 pub fn step_events(s: &State, a: Action) -> (State, Vec<Event>) {
     let mut t = Tx {
@@ -191,12 +210,7 @@ pub fn step_events(s: &State, a: Action) -> (State, Vec<Event>) {
             t.ev.push(Event::Woken { worker: w });
             t.complete_ordered(w, h);
         }
-        Action::FreeSelf(w) => {
-            let me = t.cur(w).item;
-            t.w(w).free_self = false;
-            t.free(me, w);
-            t.w(w).pc = Pc::Return;
-        }
+        Action::FreeSelf(w) => t.leave_loop(w),
         Action::Return(w) => t.ret(w),
         Action::LowerWriteback { waiter, slot } => {
             let Pc::Blocked(h, Wait::Lower(None)) = t.s.worker(waiter).pc else {
@@ -208,6 +222,16 @@ pub fn step_events(s: &State, a: Action) -> (State, Vec<Event>) {
             t.queue(b);
         }
         Action::ReadComplete(e) => t.queue(e),
+        Action::Mayday(r) => {
+            let Some(wq) = t.s.worker(r).rescuer_of else {
+                unreachable!("Mayday for a worker that is not a rescuer")
+            };
+            let pos = t.s.worklist.iter().position(|&id| t.s.item(id).wq == wq);
+            let id =
+                t.s.worklist
+                    .remove(pos.expect("rescuer's workqueue has work"));
+            t.start_or_park(r, id);
+        }
     }
     (t.s, t.ev)
 }
@@ -352,6 +376,9 @@ impl Tx {
         }
         let it = *self.s.item(id);
         self.it(id).work = (it.work & !(PENDING | PARKED)) | RUNNING;
+        if self.s.setup.version.freed_by_last_reference() && it.origin.has_ordered_phase() {
+            self.it(id).btrfs |= HELD;
+        }
         let wk = self.w(w);
         wk.current = Some(Current {
             item: id,
@@ -409,14 +436,39 @@ impl Tx {
             }
         };
         if let Some(why) = why {
+            let by_ref = self.s.setup.version.freed_by_last_reference();
             let wk = self.w(w);
-            wk.pc = if wk.free_self {
+            wk.pc = if wk.free_self || by_ref || !wk.to_free.is_empty() {
                 Pc::FreeSelf
             } else {
                 Pc::Return
             };
             self.ev.push(Event::LeftLoop { worker: w, why });
         }
+    }
+
+    /// After `run_ordered_work` has dropped `list_lock` for the last time:
+    /// the deferred frees. v5.5/v6: free the worker's own item if it
+    /// unlinked it (`free_self`). `v6-defer-all`: also every other item it
+    /// deferred. `v6-fix`: drop the worker's reference to its own item and
+    /// free it if its ordered phase has completed (else the worker that
+    /// completes it frees it).
+    fn leave_loop(&mut self, w: WorkerId) {
+        let me = self.cur(w).item;
+        while !self.s.worker(w).to_free.is_empty() {
+            let h = self.w(w).to_free.remove(0);
+            self.free(h, w);
+        }
+        if self.s.setup.version.freed_by_last_reference() {
+            self.it(me).btrfs &= !HELD;
+            if self.s.item(me).btrfs & ORDERED_COMPLETE != 0 {
+                self.free(me, w);
+            }
+        } else if self.s.worker(w).free_self {
+            self.w(w).free_self = false;
+            self.free(me, w);
+        }
+        self.w(w).pc = Pc::Return;
     }
 
     /// End of an ordered phase: unlink the head, free it (or defer the free
@@ -428,8 +480,24 @@ impl Tx {
         let list = &mut self.s.ordered[c.wq as usize];
         debug_assert_eq!(list.first(), Some(&h));
         list.remove(0);
-        if self.s.setup.version.deferred_self_free() && h == c.item {
+        let version = self.s.setup.version;
+        if version.freed_by_last_reference() {
+            // The ordered phase's reference goes; the item's own worker may
+            // still hold the other one.
+            if self.s.item(h).btrfs & HELD != 0 {
+                let owner = self.s.runner_of(h).expect("a held item has its worker");
+                self.ev.push(Event::FreeDeferred {
+                    worker: owner,
+                    item: h,
+                });
+            } else {
+                self.free(h, w);
+            }
+        } else if version.deferred_self_free() && h == c.item {
             self.w(w).free_self = true;
+            self.ev.push(Event::FreeDeferred { worker: w, item: h });
+        } else if version.defers_every_free() {
+            self.w(w).to_free.push(h);
             self.ev.push(Event::FreeDeferred { worker: w, item: h });
         } else {
             self.free(h, w);
@@ -468,7 +536,9 @@ impl Tx {
             }
         }
         self.w(w).pc = Pc::Idle;
-        self.idle_push(w);
+        if self.s.worker(w).in_pool() {
+            self.idle_push(w);
+        }
         self.ev.push(Event::WentIdle { worker: w });
     }
 }

@@ -58,6 +58,9 @@ pub enum Via {
     OtherWorkerFree,
     /// No collision in the cycle.
     NoCollision,
+    /// §4.5: no cycle; work waits on the worklist of a pool that cannot
+    /// create the worker it needs, while every worker is busy or blocked.
+    Starvation,
 }
 
 impl Via {
@@ -68,6 +71,7 @@ impl Via {
             Via::SelfFree => "self-free",
             Via::OtherWorkerFree => "other-worker-free",
             Via::NoCollision => "no-collision",
+            Via::Starvation => "pool-starvation",
         }
     }
 }

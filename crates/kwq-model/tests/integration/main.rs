@@ -6,6 +6,7 @@
 
 mod invariants;
 mod matrix;
+mod r1;
 mod replay;
 mod seed_trace;
 mod strategies;

@@ -66,11 +66,80 @@ cells! {
     kwq_2014_fine: Kwq Y2014 Fine heavy;
     kwq_2019_fine: Kwq Y2019 Fine heavy;
     v5_5_2019_fine_all: V5_5 Y2019 FineAll;
+    v6_2014_coarse: V6 Y2014 Coarse;
+    v6_2019_coarse: V6 Y2019 Coarse heavy;
+    v6_2014_fine_r1: V6 Y2014 Fine;
+    v6_2019_fine_r1: V6 Y2019 Fine;
+    v6_2014_fine_all_r1: V6 Y2014 FineAll;
+    v6_2019_fine_all_r1: V6 Y2019 FineAll;
+    v6_fix_2014_coarse: V6Fix Y2014 Coarse;
+    v6_fix_2019_coarse: V6Fix Y2019 Coarse heavy;
+    v6_fix_2014_fine: V6Fix Y2014 Fine heavy;
+    v6_fix_2019_fine: V6Fix Y2019 Fine heavy;
+    v6_fix_2014_fine_all: V6Fix Y2014 FineAll heavy;
+    v6_fix_2019_fine_all: V6Fix Y2019 FineAll heavy;
+    v6_defer_all_2019_fine: V6DeferAll Y2019 Fine;
+    v6_defer_all_2019_fine_all: V6DeferAll Y2019 FineAll;
+    v6_starve: V6 Starve Coarse;
+    v6_starve_rescuer: V6 StarveRescuer Coarse;
+}
+
+/// The `v6` rows say what the source says: today's helper takes the same
+/// steps as mainline v5.5 with the single `btrfs_work_helper`, so every
+/// `v6` cell expects what the `v5.5-generic` cell of the same scenario and
+/// granularity expects, and where both versions are in the matrix they
+/// explore the same number of states.
+#[test]
+fn v6_rows_match_v5_5_generic() {
+    let mut compared = 0;
+    for c in EXPECTED.iter().filter(|c| c.version == Version::V6) {
+        if let Some(g) = EXPECTED.iter().find(|x| {
+            x.version == Version::V5_5Generic
+                && x.scenario == c.scenario
+                && x.granularity == c.granularity
+        }) {
+            assert_eq!(c.expect, g.expect, "{:?}", c);
+            if c.granularity != Granularity::Coarse || cfg!(not(debug_assertions)) {
+                let (a, b) = (c.run().outcome, g.run().outcome);
+                assert_eq!(a.stats.states, b.stats.states, "{:?}", c);
+                assert_eq!(
+                    a.finding.map(|f| f.trace.actions),
+                    b.finding.map(|f| f.trace.actions)
+                );
+            }
+            compared += 1;
+        }
+    }
+    assert_eq!(
+        compared, 4,
+        "v6 vs v5.5-generic: coarse and fine, 2014 and 2019"
+    );
+}
+
+/// The candidate fix is expected to close every path, and the alternative
+/// to leave R1 open.
+#[test]
+fn v6_fix_rows_are_all_not_reachable() {
+    let fix: Vec<_> = EXPECTED
+        .iter()
+        .filter(|c| c.version == Version::V6Fix)
+        .collect();
+    assert_eq!(fix.len(), 6, "coarse, fine and fine-all × 2014 and 2019");
+    assert!(fix.iter().all(|c| c.expect == Expect::NotReachable));
+    for g in [Granularity::Coarse, Granularity::Fine, Granularity::FineAll] {
+        for s in [Scenario::Y2014, Scenario::Y2019] {
+            assert!(fix.iter().any(|c| c.granularity == g && c.scenario == s));
+        }
+    }
+    assert!(EXPECTED
+        .iter()
+        .any(|c| c.version == Version::V6DeferAll
+            && c.expect == Expect::Reachable(Via::OtherWorkerFree)));
 }
 
 #[test]
 fn every_cell_has_a_test_and_the_table_is_section_4_4() {
-    assert_eq!(EXPECTED.len(), 17);
+    assert_eq!(EXPECTED.len(), 33);
     let get = |v, s, g| {
         EXPECTED
             .iter()

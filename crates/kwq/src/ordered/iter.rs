@@ -17,7 +17,11 @@
 //!
 //! *Bounded memory*: at most `max_in_flight` inputs/outputs exist between
 //! pulling and yielding (`slots × batch ≤ max_in_flight`), however long the
-//! input is. The input is pulled lazily, so it may be infinite.
+//! input is. The input is pulled lazily, so it may be infinite. It is
+//! pulled *ahead* (a batch per free slot, at most about [`TARGET_BATCH_NS`]
+//! of input time per batch, and a mapped head batch is yielded before a
+//! slow input is read further), so an input whose `next()` waits for
+//! outputs of the same map is not supported.
 //!
 //! *Batch size* adapts: runners time each batch, and the caller sizes the
 //! next one to take about [`TARGET_BATCH_NS`], between 1 and
@@ -26,8 +30,11 @@
 //! they spread over every runner).
 //!
 //! *Panics* in `f` are caught on the worker and re-raised on the calling
-//! thread when the iterator reaches that batch; the items before it were
-//! all yielded.
+//! thread when the iterator reaches the item that panicked: every item
+//! before it — in earlier batches and in its own — is yielded first. The
+//! inputs of that batch after the panicking one are dropped unmapped (a
+//! panic of their destructors is contained and reported through
+//! `tracing`).
 
 use super::cost::{Cost, TARGET_BATCH_NS};
 use super::crew::{Crew, Stages, MAX_RUNNERS};
@@ -46,7 +53,9 @@ pub const DEFAULT_MAP_IN_FLIGHT: usize = 1 << 14;
 /// Ring slots of a map (each one batch).
 const MAP_SLOTS: usize = 16;
 
-type Outcome<U> = Result<Vec<U>, Box<dyn Any + Send + 'static>>;
+/// A mapped batch: the outputs of its inputs up to the first panic of `f`,
+/// and that panic.
+type Outcome<U> = (Vec<U>, Option<Box<dyn Any + Send + 'static>>);
 
 pub(crate) struct MapStages<X, U, Fun> {
     f: Fun,
@@ -82,17 +91,25 @@ where
             // `catch_unwind` too — a stage must not unwind (a panicking
             // input destructor would otherwise escape between the ring's
             // `take_job` and `complete`).
-            return catch_unwind(AssertUnwindSafe(move || {
-                drop(job);
-                Vec::new()
-            }));
+            let r = catch_unwind(AssertUnwindSafe(move || drop(job)));
+            return (Vec::new(), r.err());
         }
         let n = job.len() as u64;
         let start = Instant::now();
-        let out = catch_unwind(AssertUnwindSafe(|| job.into_iter().map(&self.f).collect()));
+        // Outputs are kept as they come, outside `catch_unwind`: a panic at
+        // item k leaves the outputs of 0..k for the consumer.
+        // (`extend` from a trusted-length iterator writes in place and, if
+        // `f` unwinds, leaves the length at the outputs written so far.)
+        let mut out = Vec::with_capacity(job.len());
+        let mut inputs = job.into_iter();
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            out.extend(inputs.by_ref().map(&self.f));
+        }));
+        // Unmapped inputs after a panic: user values, dropped contained.
+        crate::report::drop_contained(inputs, "an ordered_map input");
         let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.cost.record(n, ns);
-        out
+        (out, r.err())
     }
 
     fn after_batch(&self, crew: &Crew<Self>) {
@@ -216,11 +233,13 @@ impl OrderedMapBuilder {
         Ok(OrderedMap {
             input: iter.into_iter(),
             exhausted: false,
+            slow_input: false,
             max_batch: self.max_in_flight / MAP_SLOTS,
             batch: 1,
             pushed: 0,
             popped: 0,
             current: Vec::new().into_iter(),
+            panicked: None,
             crew,
         })
     }
@@ -318,11 +337,16 @@ where
 {
     input: I,
     exhausted: bool,
+    /// The last batch took longer to pull than [`TARGET_BATCH_NS`].
+    slow_input: bool,
     max_batch: usize,
     batch: usize,
     pushed: u64,
     popped: u64,
     current: std::vec::IntoIter<U>,
+    /// A panic of `f` to re-raise once `current` (the outputs of the items
+    /// before it) has been yielded.
+    panicked: Option<Box<dyn Any + Send + 'static>>,
     crew: Arc<Crew<MapStages<I::Item, U, Fun>>>,
 }
 
@@ -362,16 +386,19 @@ where
         self.batch
     }
 
-    /// Pulls input batches into free slots.
+    /// Pulls input batches into free slots. With a slow input (the last
+    /// batch took longer to pull than a batch should take to map), stops
+    /// early once the head batch is mapped: a ready result goes out before
+    /// more input is read. A fast input fills every free slot first.
     fn fill(&mut self) {
         while !self.exhausted && self.crew.ring.has_room() {
+            if self.slow_input && self.popped < self.pushed && self.crew.ring.head_done() {
+                return;
+            }
             let n = self.next_batch_size();
-            let chunk: Vec<I::Item> = self.input.by_ref().take(n).collect();
-            if chunk.len() < n {
-                self.exhausted = true;
-                if chunk.is_empty() {
-                    return;
-                }
+            let chunk = self.pull(n);
+            if chunk.is_empty() {
+                return;
             }
             match self.crew.ring.try_push(chunk) {
                 Ok(seq) => {
@@ -383,10 +410,41 @@ where
         }
     }
 
+    /// Pulls up to `n` inputs (setting `exhausted` at the end of the
+    /// input), but no longer than about [`TARGET_BATCH_NS`]: batches are
+    /// sized by the cost of `f`, and a slow input would otherwise take a
+    /// whole batch's worth of its own time before anything is mapped. The
+    /// input is taken in runs of 1, 1, 2, 4, ... items with a clock read
+    /// after each: a few reads per batch, and tight copies in between.
+    fn pull(&mut self, n: usize) -> Vec<I::Item> {
+        let mut chunk = Vec::with_capacity(n);
+        let budget = std::time::Duration::from_nanos(TARGET_BATCH_NS);
+        let start = Instant::now();
+        let mut run = 1;
+        while chunk.len() < n {
+            let want = run.min(n - chunk.len());
+            let before = chunk.len();
+            chunk.extend(self.input.by_ref().take(want));
+            if chunk.len() - before < want {
+                self.exhausted = true;
+                break;
+            }
+            if start.elapsed() > budget {
+                break;
+            }
+            run = chunk.len();
+        }
+        self.slow_input = start.elapsed() > budget;
+        chunk
+    }
+
     /// With `current` used up: makes the next batch of outputs current,
     /// pulling input, mapping and waiting as needed. False at the end.
     /// Re-raises a panic of `f` from that batch.
     fn refill(&mut self) -> bool {
+        if let Some(p) = self.panicked.take() {
+            resume_unwind(p);
+        }
         loop {
             self.fill();
             if self.popped == self.pushed {
@@ -395,10 +453,9 @@ where
             }
             if let Some(out) = self.crew.ring.pop_done() {
                 self.popped += 1;
-                match out {
-                    Ok(v) => self.current = v.into_iter(),
-                    Err(p) => resume_unwind(p),
-                }
+                let (v, panicked) = out;
+                self.current = v.into_iter();
+                self.panicked = panicked;
                 return true;
             }
             // Map one unclaimed batch on this thread, exactly as a runner

@@ -135,8 +135,15 @@ where
             }
             Err(p) => {
                 // No value to order: drop the ordered closure (ordered_free)
-                // and report the func panic.
-                let _ = catch_unwind(AssertUnwindSafe(move || drop(ordered)));
+                // and report the func panic. A panic of that drop is a
+                // second, separate problem: `flush` returns the func panic
+                // (the first), the drop's panic is reported as a warning.
+                crew.wq
+                    .inner
+                    .pool
+                    .cfg
+                    .hooks
+                    .drop_contained(ordered, "an ordered closure left uncalled");
                 stages.record(seq, Stage::Func, p);
             }
         },
@@ -749,6 +756,10 @@ where
             wait_released(&c, target);
             c.quiesce();
             report_uncollected(&name, &c);
+            // Possibly the last reference: what the ring still holds is
+            // user data.
+            let hooks = c.wq.inner.pool.cfg.hooks.clone();
+            hooks.drop_contained(c, "an ordered workqueue (on its finisher thread)");
         });
     match spawned {
         Ok(_) => drop(keep),
@@ -778,7 +789,11 @@ where
             format!("ordered workqueue '{name}' dropped with an uncollected panic: {p}"),
         ));
         // The payload's destructor is user code.
-        crate::report::drop_contained(p, "an uncollected stage panic");
+        c.wq.inner
+            .pool
+            .cfg
+            .hooks
+            .drop_contained(p, "an uncollected stage panic");
     }
 }
 

@@ -1,5 +1,5 @@
 //! Dynamic `max_active` driven by the backlog — Btrfs's `thresh`
-//! (kernel-semantics §2.2, BT-5).
+//! (`docs/kernel.md` §2.2; property BT-5 of its §5).
 //!
 //! Btrfs keeps, per sub-queue, `pending` (queued, `func` not started),
 //! `current_active` and a `limit_active`. Each worker, before `func`

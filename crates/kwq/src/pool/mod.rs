@@ -65,18 +65,22 @@
 // creates a replacement if `need_more_worker`; an idle worker whose idle
 // timeout expires exits if `too_many_workers`.
 
+mod monitor;
 pub mod policy;
 mod sleep;
 mod worker;
 
+pub(crate) use monitor::{start as start_monitor, MonitorSignal};
+
 use crate::report::{Warning, WarningKind};
 use crate::runtime::Config;
-use crate::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
-use crate::sync::{thread, Arc, Fifo, Mutex, Parker, Unparker};
+use crate::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering::*};
+use crate::sync::{Arc, Fifo, Mutex, Parker, Unparker};
 use crate::task::Task;
 use crate::work::WorkInner;
 use policy::{Concurrency, PoolSnapshot};
-use sleep::{Kick, Sleep, SleepState, Sleeper};
+use sleep::{Kick, Presence, Sleep, SleepState, Sleeper};
+use std::time::{Duration, Instant};
 
 /// What distinguishes pools of one runtime.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -112,6 +116,10 @@ pub(crate) struct WorkerShared {
     /// Inside `blocking` or a CPU-intensive item.
     pub(crate) blocked: AtomicBool,
     pub(crate) exited: AtomicBool,
+    /// Who counts the worker out while it blocks (itself, or the monitor).
+    pub(crate) presence: Presence,
+    /// The thread's kernel id (0 until the thread starts; Linux only).
+    pub(crate) tid: AtomicI32,
 }
 
 impl Sleeper for Arc<WorkerShared> {
@@ -123,6 +131,9 @@ impl Sleeper for Arc<WorkerShared> {
     }
     fn unpark(&self) {
         self.unparker.unpark();
+    }
+    fn presence(&self) -> &Presence {
+        &self.presence
     }
 }
 
@@ -169,6 +180,18 @@ pub(crate) struct Pool {
     dying: AtomicBool,
     next_worker: AtomicUsize,
     pub(crate) workers: Mutex<Vec<Arc<WorkerShared>>>,
+    /// After a failed thread creation: when to try again, the current
+    /// back-off, and the failures not reported yet (rate-limited).
+    spawn_failures: Mutex<SpawnFailures>,
+}
+
+/// Back-off and reporting state after failed worker creation.
+#[derive(Default)]
+struct SpawnFailures {
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    last_report: Option<Instant>,
+    unreported: u64,
 }
 
 impl std::fmt::Debug for Pool {
@@ -202,6 +225,7 @@ impl Pool {
             dying: AtomicBool::new(false),
             next_worker: AtomicUsize::new(0),
             workers: Mutex::new(Vec::new()),
+            spawn_failures: Mutex::new(SpawnFailures::default()),
         });
         // Like the kernel, a pool starts with one idle worker.
         pool.create_worker();
@@ -277,8 +301,17 @@ impl Pool {
         }
     }
 
-    /// Spawns a worker thread that starts on the idle list.
+    /// Spawns a worker thread that starts on the idle list. After a failure
+    /// it backs off (10 ms, doubling to 1 s) before it tries again.
     fn create_worker(self: &Arc<Self>) -> bool {
+        if self
+            .spawn_failures
+            .lock()
+            .retry_at
+            .is_some_and(|t| Instant::now() < t)
+        {
+            return false;
+        }
         let id = self.next_worker.fetch_add(1, Relaxed);
         let parker = Parker::new();
         let shared = Arc::new(WorkerShared {
@@ -290,30 +323,83 @@ impl Pool {
             cur_work: Mutex::new(None),
             blocked: AtomicBool::new(false),
             exited: AtomicBool::new(false),
+            presence: Presence::new(),
+            tid: AtomicI32::new(0),
         });
         self.sleep().add_idle(shared.clone());
         let pool = self.clone();
         let me = shared.clone();
         let name = format!("{}/{}:{}", self.cfg.thread_name, self.name(), id);
-        let mut builder = thread::Builder::new().name(name);
-        if let Some(bytes) = self.cfg.stack_size {
-            builder = builder.stack_size(bytes);
+        // Listed before the thread starts, so dumps and the monitor see a
+        // worker from its first item on.
+        {
+            let mut all = self.workers.lock();
+            all.retain(|w| !w.exited.load(Relaxed));
+            all.push(shared.clone());
         }
-        match builder.spawn(move || worker::main(pool, me, parker)) {
-            Ok(_) => {
-                let mut all = self.workers.lock();
-                all.retain(|w| !w.exited.load(Relaxed));
-                all.push(shared);
+        let spawned = crate::spawn::spawn(
+            self.cfg.spawn_handler.as_ref(),
+            name,
+            self.cfg.stack_size,
+            move || worker::main(pool, me, parker),
+        );
+        match spawned {
+            Ok(()) => {
+                let mut f = self.spawn_failures.lock();
+                if f.retry_at.is_some() {
+                    *f = SpawnFailures::default();
+                }
                 true
             }
             Err(e) => {
+                self.workers.lock().retain(|w| !Arc::ptr_eq(w, &shared));
                 self.sleep().remove_unstarted(&shared);
-                self.cfg.warn(Warning::new(
-                    WarningKind::WorkerSpawnFailed,
-                    format!("pool {} could not create a worker: {e}", self.name()),
-                ));
+                self.spawn_failed(&e);
                 false
             }
+        }
+    }
+
+    /// Backs off and reports (at most once a second) a failed creation.
+    fn spawn_failed(&self, e: &std::io::Error) {
+        let now = Instant::now();
+        let report = {
+            let mut f = self.spawn_failures.lock();
+            f.backoff = (f.backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+            f.retry_at = Some(now + f.backoff);
+            f.unreported += 1;
+            if f.last_report
+                .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+            {
+                None
+            } else {
+                f.last_report = Some(now);
+                Some(std::mem::take(&mut f.unreported))
+            }
+        };
+        if let Some(n) = report {
+            let more = if n > 1 {
+                format!(" ({n} failures since the last report)")
+            } else {
+                String::new()
+            };
+            self.cfg.warn(Warning::new(
+                WarningKind::WorkerSpawnFailed,
+                format!(
+                    "pool {} could not create a worker: {e}{more}; it goes on with the workers \
+                     it has and tries again",
+                    self.name()
+                ),
+            ));
+        }
+    }
+
+    /// Work waits and no worker of the pool runs or idles: maybe every
+    /// creation failed. Try again (the monitor calls this every tick).
+    pub(crate) fn retry_if_workerless(self: &Arc<Self>) {
+        let s = self.snapshot();
+        if s.worklist_nonempty && s.nr_running == 0 && s.nr_idle == 0 {
+            self.manage();
         }
     }
 
@@ -329,6 +415,25 @@ impl Pool {
     /// The blocked worker runs again (kernel `wq_worker_running`).
     pub(crate) fn exit_blocking(&self) {
         self.sleep().exit_blocking();
+    }
+
+    /// The monitor presumes `w` blocked outside `kwq::blocking`: uncounts
+    /// it if it is executing an item and counted (under the idle lock, which
+    /// `go_idle` holds for its own transition). The caller kicks the pool.
+    pub(crate) fn presume_blocked(&self, w: &WorkerShared) -> bool {
+        let idle = self.idle.lock();
+        if idle.iter().any(|x| std::ptr::eq(&**x, w)) || w.cur_wq.load(Relaxed) == 0 {
+            return false;
+        }
+        let done = w.presence.presume(&self.nr_running);
+        drop(idle);
+        done
+    }
+
+    /// The monitor saw a presumed worker make progress: counts it back in
+    /// unless it settled the presumption itself.
+    pub(crate) fn release_presumed(&self, w: &WorkerShared) -> bool {
+        w.presence.release(&self.nr_running)
     }
 
     /// Marks the pool as dying: idle workers exit once the worklist is empty.

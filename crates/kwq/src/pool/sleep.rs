@@ -24,7 +24,7 @@
 //! and `nr_running` when a worker goes idle or is woken) or by the worker
 //! itself (`nr_running` around blocking); all are read without the lock.
 
-use crate::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering::*};
+use crate::sync::atomic::{fence, AtomicBool, AtomicU8, AtomicUsize, Ordering::*};
 use crate::sync::{Mutex, Parker};
 use kwq_policy::{self as policy, Concurrency, PoolSnapshot};
 use std::time::Duration;
@@ -38,6 +38,8 @@ pub(crate) trait Sleeper: Clone {
     fn same(&self, other: &Self) -> bool;
     /// Wakes the worker's thread (a wake-up before it parks is kept).
     fn unpark(&self);
+    /// Who counts the worker out of `nr_running` while it blocks.
+    fn presence(&self) -> &Presence;
 }
 
 /// What a submitter must do after [`Sleep::kick`].
@@ -171,9 +173,13 @@ impl<S: SleepState> Sleep<'_, S> {
     pub(crate) fn go_idle(&self, me: S::W) {
         let mut idle = self.0.idle().lock();
         me.woken().store(false, Relaxed);
+        // A worker the monitor presumed blocked was uncounted already.
+        let uncount = me.presence().settle_for_idle();
         idle.push(me);
         self.0.nr_idle().fetch_add(1, SeqCst);
-        self.0.nr_running().fetch_sub(1, SeqCst);
+        if uncount {
+            self.0.nr_running().fetch_sub(1, SeqCst);
+        }
     }
 
     /// The worker half, step 2: re-checks for work (leaving the idle list
@@ -261,5 +267,123 @@ impl<S: SleepState> Sleep<'_, S> {
         for w in idle.iter() {
             w.unpark();
         }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Presence
+//
+// Who counts a busy worker out of the pool's `nr_running`: the worker
+// itself (inside `kwq::blocking` or a CPU-intensive item), or the pool's
+// monitor, which *presumes* a worker blocked when it sleeps inside an item
+// without saying so (a plain `read()`, a std `Mutex`, `thread::sleep`).
+//
+// One state word per worker. Every change of `nr_running` made on account
+// of blocking is tied to exactly one transition of that word, made by one
+// atomic operation, so each uncount is undone exactly once, by whoever
+// makes the matching transition — never twice, never by both:
+//
+// ```text
+//             monitor presume: -1             monitor release: +1
+//   COUNTED ─────────────────────▶ PRESUMED ─────────────────────▶ COUNTED
+//     │  ▲                            │  │
+//     │  │ worker rejoin: +1          │  │ worker go_idle: skips its own -1
+//     │  │ (count, then store)        │  ▼ (the monitor's -1 stands for it)
+//     │  └──────────── SELF ◀─────────┘ COUNTED, idle
+//     │                 ▲   worker leave: inherits the monitor's -1
+//     └─────────────────┘
+//       worker leave: -1
+// ```
+//
+// Rules the callers keep:
+// * the monitor presumes only a worker executing an item and not on the
+//   idle list, checked under the idle lock, which `go_idle` holds for its
+//   transition: a presumed worker is always one that was counted;
+// * the worker counts itself back in *before* storing `COUNTED` on
+//   `rejoin`, so a presume right after it has a count to take;
+// * the uncount that goes with a transition happens after it, the recount
+//   that goes with one before it (`release` counts first and undoes the
+//   count if its transition fails): `nr_running` never drops below the
+//   number of workers counted as running, so it cannot wrap.
+//
+// Checked by loom in `tests/loom_presence.rs`.
+
+const COUNTED: u8 = 0;
+const PRESUMED: u8 = 1;
+const SELF: u8 = 2;
+
+/// A worker's blocking state as concurrency management sees it.
+#[derive(Debug)]
+pub(crate) struct Presence(AtomicU8);
+
+impl Presence {
+    pub(crate) fn new() -> Self {
+        Presence(AtomicU8::new(COUNTED))
+    }
+
+    /// The worker steps out of concurrency management (outermost
+    /// `blocking`, a CPU-intensive item). Returns whether it must uncount
+    /// itself now (false: the monitor already did, for it).
+    #[must_use]
+    pub(crate) fn leave(&self) -> bool {
+        self.0.swap(SELF, AcqRel) == COUNTED
+    }
+
+    /// The worker steps back in. The caller has counted itself back in
+    /// already (see the module rules).
+    pub(crate) fn rejoin(&self) {
+        self.0.store(COUNTED, Release);
+    }
+
+    /// The worker goes idle (under the idle lock). Returns whether it must
+    /// uncount itself (false: the monitor's presume already did).
+    #[must_use]
+    pub(crate) fn settle_for_idle(&self) -> bool {
+        self.0.swap(COUNTED, AcqRel) != PRESUMED
+    }
+
+    /// The monitor presumes the worker blocked: if the worker is counted,
+    /// marks it presumed and uncounts it. Returns whether it did.
+    #[must_use]
+    pub(crate) fn presume(&self, nr_running: &AtomicUsize) -> bool {
+        if self
+            .0
+            .compare_exchange(COUNTED, PRESUMED, AcqRel, Relaxed)
+            .is_err()
+        {
+            return false;
+        }
+        nr_running.fetch_sub(1, SeqCst);
+        true
+    }
+
+    /// The monitor saw a presumed worker make progress: if the presumption
+    /// still stands, counts the worker back in and clears it. Returns
+    /// whether it did (false: the worker settled it by going idle or
+    /// entering `blocking`). Counts first and undoes on failure, so the
+    /// counter never runs below the counted workers.
+    #[must_use]
+    pub(crate) fn release(&self, nr_running: &AtomicUsize) -> bool {
+        nr_running.fetch_add(1, SeqCst);
+        if self
+            .0
+            .compare_exchange(PRESUMED, COUNTED, AcqRel, Relaxed)
+            .is_ok()
+        {
+            return true;
+        }
+        nr_running.fetch_sub(1, SeqCst);
+        false
+    }
+
+    /// Is the worker presumed blocked right now? (For dumps and the
+    /// monitor's bookkeeping; advisory.)
+    pub(crate) fn is_presumed(&self) -> bool {
+        self.0.load(Relaxed) == PRESUMED
+    }
+
+    /// Is the worker inside `blocking` or a CPU-intensive item? (Advisory.)
+    pub(crate) fn is_self_blocked(&self) -> bool {
+        self.0.load(Relaxed) == SELF
     }
 }

@@ -41,9 +41,14 @@ pub(super) fn main(pool: Arc<Pool>, me: Arc<WorkerShared>, parker: Parker) {
     if pool.attrs.highpri {
         crate::sync::raise_thread_priority();
     }
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid has no preconditions.
+    me.tid.store(unsafe { libc::gettid() }, Relaxed);
     pool.cfg.hooks.thread_started();
     // A new worker starts on the idle list (registered by its creator).
     while wait_woken(&pool, &me, &parker) {
+        // Off the idle list: the monitor may have work again.
+        pool.cfg.monitor.hint();
         // We left the idle list: make sure somebody is in reserve.
         if pool.sleep().none_idle() {
             pool.manage();
@@ -53,9 +58,15 @@ pub(super) fn main(pool: Arc<Pool>, me: Arc<WorkerShared>, parker: Parker) {
         go_idle(&pool, &me);
     }
     me.exited.store(true, Release);
+    drop(ctx);
     current::uninstall();
     // Out of the pool already: a slow hook delays nobody.
-    pool.cfg.hooks.thread_stopping();
+    let hooks = pool.cfg.hooks.clone();
+    hooks.thread_stopping();
+    // The last worker may hold the last reference to the runtime's
+    // configuration, whose hooks own user values.
+    hooks.drop_contained(pool, "a runtime's configuration");
+    crate::report::drop_contained(hooks, "a runtime's hooks");
 }
 
 /// Processes tasks while the pool wants this worker running.
@@ -110,34 +121,46 @@ fn wait_woken(pool: &Pool, me: &Arc<WorkerShared>, parker: &Parker) -> bool {
     )
 }
 
-/// Drops a popped token whose instance was cancelled or superseded
-/// (retiring it); passes live ones through. `max_active` admission already
-/// happened when the task was queued (`WqInner::submit`).
-fn admit(task: Task) -> Option<Task> {
-    if let Payload::Work { item, seq } = &task.payload {
-        if !item.state.load().is_live(*seq) {
-            task.wq.clone().retire(task);
-            return None;
-        }
-    }
-    Some(task)
+/// Retires a consumed task whose instance will not run (cancelled or
+/// superseded): its token may hold the last reference to the item, whose
+/// closure is user data (`WorkerCtx::drop_user`).
+fn retire_stale(ctx: &WorkerCtx, task: Task) {
+    let (wq, color, admitted) = (task.wq.clone(), task.color, task.admitted);
+    ctx.drop_user(task, "a cancelled work item");
+    wq.retire_parts(color, admitted);
+    ctx.drop_later(wq);
 }
 
-/// `process_one_work`.
+/// `process_one_work`. `max_active` admission already happened when the
+/// task was queued (`WqInner::submit`); a token whose instance was
+/// cancelled or superseded is retired unrun.
 fn process(pool: &Arc<Pool>, me: &WorkerShared, ctx: &WorkerCtx, task: Task) {
-    let Some(task) = admit(task) else { return };
-    let work = match &task.payload {
-        Payload::Work { item, seq } => Some((item.clone(), *seq)),
-        Payload::Job(_) => None,
+    if let Payload::Job(_) = &task.payload {
+        run_job(pool, me, ctx, task)
+    } else {
+        process_work(pool, me, ctx, task)
+    }
+}
+
+/// [`process`] for a persistent work item's token (kept out of the job
+/// path, which is the spawn benchmark's hot loop).
+#[inline(never)]
+fn process_work(pool: &Arc<Pool>, me: &WorkerShared, ctx: &WorkerCtx, task: Task) {
+    let Payload::Work { item, seq } = &task.payload else {
+        unreachable!("process_work takes work items")
     };
-    match work {
-        None => run_job(pool, me, ctx, task),
-        Some((item, seq)) => match item.start(task, seq) {
+    let (item, seq) = (item.clone(), *seq);
+    if !item.state.load().is_live(seq) {
+        retire_stale(ctx, task);
+    } else {
+        match item.start(task, seq) {
             Start::Run(task) => run_work(pool, me, ctx, task),
             Start::Parked => {}
-            Start::Stale(task) => task.wq.clone().retire(task),
-        },
+            Start::Stale(task) => retire_stale(ctx, task),
+        }
     }
+    // Possibly the last reference: the item's closure is user data.
+    ctx.drop_user(item, "a work item");
 }
 
 /// Runs `body` as this worker's current item of `wq`: records it for the
@@ -175,7 +198,8 @@ fn execute(
     }
     if let Err(p) = r {
         let name = work.map_or("<job>", |w| w.name());
-        pool.cfg.report_panic(name, wq.name(), p);
+        // The hook and the payload's destructor are user code.
+        ctx.as_dropping(|| pool.cfg.report_panic(name, wq.name(), p));
     }
     wq
 }
@@ -212,6 +236,9 @@ fn run_work(pool: &Arc<Pool>, me: &WorkerShared, ctx: &WorkerCtx, mut task: Task
         let wq = execute(pool, me, ctx, wq, Some(&item), || item.execute());
         let after = item.end(seq, pool);
         wq.retire_parts(color, admitted);
+        drop(wq);
+        // Possibly the last reference: the item's closure is user data.
+        ctx.drop_user(item, "a work item");
         match after {
             AfterRun::Idle => return,
             AfterRun::RunNext(next) => task = next,

@@ -25,7 +25,7 @@
 //!
 //! Run with `ci/loom.sh loom_pool`.
 
-use crate::pool_sleep::{Kick, Sleep, SleepState, Sleeper};
+use crate::pool_sleep::{Kick, Presence, Sleep, SleepState, Sleeper};
 use crate::sync::atomic::{AtomicBool, AtomicUsize, Ordering::*};
 use crate::sync::{Arc, Condvar, Mutex, Parker, Unparker};
 use kwq_policy::Concurrency;
@@ -34,7 +34,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 #[derive(Clone)]
-struct Worker(Arc<(AtomicBool, Unparker)>);
+struct Worker(Arc<(AtomicBool, Unparker, Presence)>);
 
 impl Sleeper for Worker {
     fn woken(&self) -> &AtomicBool {
@@ -45,6 +45,9 @@ impl Sleeper for Worker {
     }
     fn unpark(&self) {
         self.0 .1.unpark()
+    }
+    fn presence(&self) -> &Presence {
+        &self.0 .2
     }
 }
 
@@ -233,7 +236,11 @@ impl Pool {
 /// A worker registered idle before its thread runs (`Pool::create_worker`).
 fn idle_worker(pool: &Arc<Pool>) -> thread::JoinHandle<()> {
     let parker = Parker::new();
-    let me = Worker(Arc::new((AtomicBool::new(false), parker.unparker())));
+    let me = Worker(Arc::new((
+        AtomicBool::new(false),
+        parker.unparker(),
+        Presence::new(),
+    )));
     pool.sleep().add_idle(me.clone());
     Pool::worker(pool, me, parker)
 }
@@ -242,7 +249,11 @@ fn idle_worker(pool: &Arc<Pool>) -> thread::JoinHandle<()> {
 /// (counted running, not listed): it goes idle while the task is pushed.
 fn running_worker(pool: &Arc<Pool>, first: u32) -> thread::JoinHandle<()> {
     let parker = Parker::new();
-    let me = Worker(Arc::new((AtomicBool::new(false), parker.unparker())));
+    let me = Worker(Arc::new((
+        AtomicBool::new(false),
+        parker.unparker(),
+        Presence::new(),
+    )));
     pool.sleep().add_idle(me.clone());
     pool.worklist.push(first);
     assert_eq!(pool.sleep().kick(|| pool.has_work()), Kick::Done);

@@ -6,5 +6,6 @@ mod loom_active;
 mod loom_idle;
 mod loom_ordered;
 mod loom_pool;
+mod loom_presence;
 mod loom_state;
 mod loom_waiters;

@@ -68,7 +68,7 @@ pub(crate) mod state;
 use crate::current;
 use crate::pool::Pool;
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
-use crate::sync::{Arc, Condvar, Mutex};
+use crate::sync::{Arc, Condvar, Mutex, Weak};
 use crate::task::Task;
 use crate::workqueue::WqInner;
 use state::{
@@ -156,7 +156,10 @@ pub(crate) struct Slot {
     /// The token of a pending instance waiting for the current run to end.
     pub(crate) parked: Option<Task>,
     /// A delayed instance armed on the timer: its `seq` and workqueue.
-    pub(crate) timer: Option<(u64, Arc<WqInner>)>,
+    /// Weak: an armed instance does not keep a dropped workqueue (and with
+    /// it its runtime and worker threads) alive until its deadline; a
+    /// destroyed queue refuses the instance when it fires anyway.
+    pub(crate) timer: Option<(u64, Weak<WqInner>)>,
 }
 
 /// What a worker must do after a run ends.
@@ -350,6 +353,14 @@ impl WorkInner {
             return false;
         }
         current::check_flush_work(self, what);
+        if crate::delayed::on_timer_thread() && self.slot.lock().timer.is_some() {
+            panic!(
+                "kwq: {what}() on work item '{}' from the timer thread (a hook or a \
+                 destructor) while its instance is armed on that timer: it would wait for \
+                 itself forever",
+                self.name
+            );
+        }
         // An instance was pending or running at call time: the answer is
         // `true` even if it has finished by now (WQ-9: false only if idle).
         let target = s.seq();
@@ -428,7 +439,9 @@ impl Work {
     /// If called from inside this item's own function, or from a work item
     /// of an ordered / `max_active(1)` workqueue while this item is pending
     /// on that same workqueue: both would wait forever, so kwq reports the
-    /// misuse instead of hanging.
+    /// misuse instead of hanging. Likewise from the delayed-work timer's
+    /// thread (a hook or a destructor run there) while this item's instance
+    /// is armed on that timer.
     pub fn flush(&self) -> bool {
         self.inner.flush("Work::flush")
     }

@@ -159,9 +159,15 @@ impl WqInner {
 
     /// Retires a consumed task: gives back its `max_active` slot (activating
     /// inactive tasks) and uncounts its flush colour.
+    /// The token may hold the last reference to a work item, whose closure
+    /// is user data: a panicking destructor is contained and reported, and
+    /// the task is retired either way.
     pub(crate) fn retire(self: Arc<Self>, task: Task) {
         let (color, admitted) = (task.color, task.admitted);
-        drop(task);
+        self.pool
+            .cfg
+            .hooks
+            .drop_contained(task, "a cancelled work item");
         self.retire_parts(color, admitted);
     }
 
