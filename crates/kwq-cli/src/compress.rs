@@ -87,8 +87,19 @@ pub struct DecompressArgs {
 pub fn rewrite_level_flags(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
     let mut out = Vec::new();
     let args: Vec<OsString> = args.into_iter().collect();
-    // Only `kwq compress` takes `-#`.
-    let mut done = args.get(1).is_none_or(|a| a != "compress");
+    // Only `kwq compress` takes `-#`: the subcommand is the first word
+    // after the program that is not the global `--log` flag or its value.
+    let mut i = 1;
+    while let Some(a) = args.get(i) {
+        if a == "--log" {
+            i += 2;
+        } else if a.to_str().is_some_and(|s| s.starts_with("--log=")) {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    let mut done = args.get(i).is_none_or(|a| a != "compress");
     for a in args {
         if !done {
             if a == "--" {
@@ -329,4 +340,41 @@ pub fn test(a: DecompressArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_level_flags;
+    use std::ffi::OsString;
+
+    fn rw(args: &[&str]) -> Vec<String> {
+        rewrite_level_flags(args.iter().map(OsString::from))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn level_flags_only_for_compress() {
+        assert_eq!(
+            rw(&["kwq", "compress", "-19", "f"]),
+            ["kwq", "compress", "--level=19", "f"]
+        );
+        assert_eq!(
+            rw(&["kwq", "--log", "debug", "compress", "-3"]),
+            ["kwq", "--log", "debug", "compress", "--level=3"]
+        );
+        assert_eq!(
+            rw(&["kwq", "compress", "--", "-3"]),
+            ["kwq", "compress", "--", "-3"]
+        );
+        assert_eq!(
+            rw(&["kwq", "decompress", "-3"]),
+            ["kwq", "decompress", "-3"]
+        );
+        assert_eq!(
+            rw(&["kwq", "compress", "-123"]),
+            ["kwq", "compress", "-123"]
+        );
+    }
 }
