@@ -101,7 +101,7 @@ impl<R: Read + Seek> SeekableReader<R> {
     /// without one, [`Error::Io`] from `inner`.
     pub fn with_limit(mut inner: R, memory_limit: u64, dict: Option<&[u8]>) -> Result<Self> {
         let file_len = inner.seek(SeekFrom::End(0))?;
-        let (index, has_table) = match read_table(&mut inner, file_len)? {
+        let (index, has_table) = match read_table(&mut inner, file_len, memory_limit)? {
             Some(ix) => (ix, true),
             None => (scan(&mut inner, memory_limit)?, false),
         };
@@ -263,7 +263,11 @@ impl<R: Read + Seek> Seek for SeekableReader<R> {
 }
 
 /// The index from a seek table, `None` if the file has none.
-fn read_table<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<Option<Vec<FrameInfo>>> {
+fn read_table<R: Read + Seek>(
+    r: &mut R,
+    file_len: u64,
+    limit: u64,
+) -> Result<Option<Vec<FrameInfo>>> {
     if file_len < FOOTER_LEN + 8 {
         return Ok(None);
     }
@@ -278,6 +282,15 @@ fn read_table<R: Read + Seek>(r: &mut R, file_len: u64) -> Result<Option<Vec<Fra
         return Err(Error::SeekTable(format!(
             "{n} frames need {len} bytes, the file has {file_len}"
         )));
+    }
+    if len > limit {
+        // A table this big (and the index built from it) would pass the
+        // memory limit: refuse before allocating.
+        return Err(Error::MemoryLimit {
+            offset: file_len - len,
+            needed: len,
+            limit,
+        });
     }
     let mut bytes = vec![0u8; len as usize];
     r.seek(SeekFrom::Start(file_len - len))?;
@@ -318,6 +331,16 @@ fn scan<R: Read + Seek>(r: &mut R, limit: u64) -> Result<Vec<FrameInfo>> {
                 Start::Zstd(h) => h,
             };
             fr.skip_blocks(&hdr, at)?;
+            let index_bytes = (index.len() as u64 + 1) * std::mem::size_of::<FrameInfo>() as u64;
+            if index_bytes > limit {
+                // Millions of tiny frames: the index itself would pass
+                // the memory limit.
+                return Err(Error::MemoryLimit {
+                    offset: at,
+                    needed: index_bytes,
+                    limit,
+                });
+            }
             if hdr.content_size.is_none() {
                 unknown.push(index.len());
             }
