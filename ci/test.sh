@@ -258,6 +258,12 @@ section "kwq-model: larger proof of v6-fix (release)" step_model_proof
 section "kwq-bench: smoke (release)" step_bench_smoke
 
 # -- kwq-zstd
+# Tests, CLI tests, each fuzz target for 60 s; needs Debian's zstd package
+# (zstd, pzstd) and cargo-fuzz (see crates/kwq-zstd/ci.sh).
+step_kwq_zstd() {
+    bash crates/kwq-zstd/ci.sh
+}
+section "kwq-zstd: tests + fuzz" step_kwq_zstd
 
 # -- kwq-store
 section "kwq-store: power cuts + stacked runs (release)" step_store_release

@@ -20,6 +20,7 @@
 
 mod blocked;
 mod cli;
+mod compress;
 mod latency;
 mod ordered;
 mod peers;
@@ -61,6 +62,10 @@ workloads! {
     Ordered(ordered::OrderedArgs),
     /// How fast a worker blocked outside kwq::blocking is replaced (default N = 200).
     Blocked(blocked::BlockedArgs),
+    /// W4: parallel zstd compression with in-order output.
+    Compress(compress::CompressArgs),
+    /// W4: the reverse direction (decompression to a file or /dev/null).
+    Decompress(compress::DecompressArgs),
 }
 
 /// Benchmarks kwq against its peers; the last stdout line is one JSON object.
