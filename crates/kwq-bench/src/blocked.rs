@@ -75,7 +75,10 @@ fn run(a: &BlockedArgs) -> Result<Report, Failure> {
             s.store(t0.elapsed().as_nanos() as u64, Relaxed);
             let _ = tx.send(());
         });
-        if rx.recv_timeout(block * 4 + Duration::from_secs(10)).is_err() {
+        if rx
+            .recv_timeout(block * 4 + Duration::from_secs(10))
+            .is_err()
+        {
             return Err(Failure::Check(format!(
                 "sample {i}: the waiting item never ran\n{}",
                 rt.dump()
