@@ -78,7 +78,7 @@ step_clippy() {
 # The libraries' public API documents every error and panic (clippy's
 # pedantic missing_errors_doc / missing_panics_doc, with no allow
 # attributes for them anywhere). LIB_CRATES: every library crate.
-LIB_CRATES=(kwq kwq-policy kwq-model kwq-store)
+LIB_CRATES=(kwq kwq-policy kwq-model kwq-store kwq-zstd)
 step_api_docs() {
     local args=() c
     for c in "${LIB_CRATES[@]}"; do args+=(-p "$c"); done

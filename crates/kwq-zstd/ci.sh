@@ -5,6 +5,6 @@
 # pzstd) and cargo-fuzz; under CI=true a missing one fails the step.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo test -p kwq-zstd
-cargo test -p kwq-cli --test compress
+cargo test -p kwq-zstd --locked
+cargo test -p kwq-cli --test compress --locked
 bash crates/kwq-zstd/fuzz/ci.sh "${KWQ_FUZZ_SECONDS:-60}"

@@ -362,7 +362,10 @@ impl<W: Write> Encoder<W> {
             frame_size = self.frame_size,
             "kwq-zstd: encoder finished"
         );
-        let mut sink = self.sink.take().expect("sink present until finish");
+        let Some(mut sink) = self.sink.take() else {
+            // `finish` consumes the encoder, and nothing else takes the sink.
+            unreachable!("the sink is present until finish")
+        };
         if let Some(t) = table {
             sink.write_all(&t)?;
         }
@@ -398,7 +401,11 @@ impl<W: Write> Encoder<W> {
 
     /// The sink (writing to it directly corrupts the output).
     pub fn get_ref(&self) -> &W {
-        self.sink.as_ref().expect("sink present until finish")
+        match self.sink.as_ref() {
+            Some(s) => s,
+            // Only `finish` (which consumes the encoder) takes the sink.
+            None => unreachable!("the sink is present until finish"),
+        }
     }
 }
 

@@ -81,6 +81,11 @@ pub fn header_len(first5: &[u8; 5]) -> Option<usize> {
 
 /// Parses a frame start (`bytes` holds exactly `header_len` bytes).
 /// `offset` is where the frame starts, for errors.
+///
+/// # Errors
+///
+/// [`Error`](crate::Error) if `bytes` is not a zstd or skippable frame
+/// start, naming `offset`.
 pub fn parse_start(bytes: &[u8], offset: u64) -> Result<Start> {
     let magic = le32(bytes);
     if magic & SKIPPABLE_MAGIC_MASK == SKIPPABLE_MAGIC {
@@ -150,6 +155,11 @@ pub fn parse_start(bytes: &[u8], offset: u64) -> Result<Start> {
 }
 
 /// A decoded block header: `(last, bytes of payload that follow)`.
+///
+/// # Errors
+///
+/// [`Error`](crate::Error) for a reserved block type or a block larger
+/// than the format allows, naming `offset`.
 pub fn parse_block(b: [u8; 3], offset: u64) -> Result<(bool, u32)> {
     let v = u32::from(b[0]) | u32::from(b[1]) << 8 | u32::from(b[2]) << 16;
     let last = v & 1 != 0;
@@ -235,6 +245,10 @@ impl<R: Read> FrameReader<R> {
     }
 
     /// Reads a frame start. `Ok(None)` at a clean end of input.
+    ///
+    /// # Errors
+    ///
+    /// An I/O error of the input, or a corrupt frame start.
     pub fn next_start(&mut self, out: &mut Vec<u8>) -> Result<Option<(u64, Start)>> {
         let at = self.offset;
         out.clear();
@@ -272,6 +286,11 @@ impl<R: Read> FrameReader<R> {
 
     /// Reads the rest of a zstd frame whose header is already in `out`,
     /// appending every byte. `max_len` bounds the frame's total size.
+    ///
+    /// # Errors
+    ///
+    /// An I/O error, a truncated or corrupt block, or a frame longer than
+    /// `max_len`.
     pub fn read_blocks(
         &mut self,
         hdr: &FrameHeader,
@@ -303,6 +322,10 @@ impl<R: Read> FrameReader<R> {
 
     /// Reads the content of a skippable frame (`len` bytes) into `out`,
     /// at most `keep` of them; the rest is read and dropped.
+    ///
+    /// # Errors
+    ///
+    /// An I/O error, or input that ends inside the frame.
     pub fn read_skippable(
         &mut self,
         len: u32,
@@ -358,6 +381,10 @@ pub fn trailing_checksum(frame: &[u8]) -> Option<u32> {
 
 impl<R: Read> FrameReader<R> {
     /// Appends exactly `n` more bytes of the frame at `frame_offset`.
+    ///
+    /// # Errors
+    ///
+    /// An I/O error, or input that ends before `n` bytes.
     pub fn read_exact_into(
         &mut self,
         out: &mut Vec<u8>,
@@ -371,6 +398,10 @@ impl<R: Read> FrameReader<R> {
 impl<R: Read> FrameReader<R> {
     /// Walks the rest of a zstd frame whose header was read, discarding
     /// its bytes (an index scan).
+    ///
+    /// # Errors
+    ///
+    /// As [`FrameReader::read_blocks`].
     pub fn skip_blocks(&mut self, hdr: &FrameHeader, frame_offset: u64) -> Result<()> {
         let mut scratch = Vec::with_capacity(MAX_BLOCK as usize + 3);
         loop {

@@ -60,6 +60,11 @@ pub fn write_table(entries: &[Entry], checksums: bool) -> Vec<u8> {
 
 /// What the footer says: `(frames, checksums)`; `None` if the 9 bytes are
 /// not a seekable footer at all (a file without a table).
+///
+/// # Errors
+///
+/// [`Error`](crate::Error) if the footer has the seekable magic number but
+/// reserved bits set.
 pub fn parse_footer(footer: &[u8; 9]) -> Result<Option<(u32, bool)>> {
     let magic = u32::from_le_bytes([footer[5], footer[6], footer[7], footer[8]]);
     if magic != SEEKABLE_MAGIC {
@@ -84,6 +89,11 @@ pub fn table_len(frames: u32, checksums: bool) -> u64 {
 /// Parses a whole table frame (`bytes` = exactly [`table_len`] bytes
 /// ending with the footer) for a file of `file_len` bytes. Checks that the
 /// frames it lists tile the file up to the table exactly.
+///
+/// # Errors
+///
+/// [`Error`](crate::Error) if the table is malformed or its frames do not
+/// tile the file exactly.
 pub fn parse_table(bytes: &[u8], file_len: u64) -> Result<Vec<Entry>> {
     let bad = |m: String| Err(Error::SeekTable(m));
     if bytes.len() < (8 + FOOTER_LEN) as usize {
