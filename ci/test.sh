@@ -130,6 +130,21 @@ step_sync_facade() {
     fi
 }
 
+# Dependencies inside kwq point one way: the runtime core (pools, work
+# items, workqueues, the worker context, ...) never names the ordered layer
+# built on it (it reports blocking through a hook the ordered layer sets).
+step_layering() {
+    local bad
+    bad=$(grep -rnE '(crate|super)::ordered' crates/kwq/src --include='*.rs' |
+        grep -v '^crates/kwq/src/ordered/' | grep -v '^crates/kwq/src/tests/' |
+        grep -v '^crates/kwq/src/lib.rs' | grep -vE '^[^:]+:[0-9]+:\s*//' || true)
+    if [ -n "$bad" ]; then
+        echo "$bad"
+        echo "error: the kwq core names the ordered layer above it" >&2
+        return 1
+    fi
+}
+
 # Every crate's docs, private items included, without a rustdoc warning.
 # The `kwq` binary (kwq-cli) is documented on its own first: it shares its
 # name with the kwq library, whose docs then take doc/kwq/.
@@ -247,6 +262,7 @@ section package step_package
 
 # -- kwq
 section "kwq: sync facade" step_sync_facade
+section "kwq: layering" step_layering
 section "kwq: valgrind" step_valgrind
 section "kwq: loom" step_loom
 

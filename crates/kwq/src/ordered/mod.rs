@@ -154,7 +154,6 @@ pub(crate) mod ring;
 mod thresh;
 pub(crate) mod waiters;
 
-pub(crate) use crew::blocking_hook;
 #[allow(deprecated)]
 pub use error::{BuildError, StagePanic};
 pub use error::{FlushError, Stage, StagePanicError, TryQueueError};
