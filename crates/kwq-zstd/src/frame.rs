@@ -84,7 +84,7 @@ pub fn header_len(first5: &[u8; 5]) -> Option<usize> {
 ///
 /// # Errors
 ///
-/// [`Error`](crate::Error) if `bytes` is not a zstd or skippable frame
+/// [`Error`] if `bytes` is not a zstd or skippable frame
 /// start, naming `offset`.
 pub fn parse_start(bytes: &[u8], offset: u64) -> Result<Start> {
     let magic = le32(bytes);
@@ -158,7 +158,7 @@ pub fn parse_start(bytes: &[u8], offset: u64) -> Result<Start> {
 ///
 /// # Errors
 ///
-/// [`Error`](crate::Error) for a reserved block type or a block larger
+/// [`Error`] for a reserved block type or a block larger
 /// than the format allows, naming `offset`.
 pub fn parse_block(b: [u8; 3], offset: u64) -> Result<(bool, u32)> {
     let v = u32::from(b[0]) | u32::from(b[1]) << 8 | u32::from(b[2]) << 16;

@@ -63,7 +63,7 @@ pub fn write_table(entries: &[Entry], checksums: bool) -> Vec<u8> {
 ///
 /// # Errors
 ///
-/// [`Error`](crate::Error) if the footer has the seekable magic number but
+/// [`Error`] if the footer has the seekable magic number but
 /// reserved bits set.
 pub fn parse_footer(footer: &[u8; 9]) -> Result<Option<(u32, bool)>> {
     let magic = u32::from_le_bytes([footer[5], footer[6], footer[7], footer[8]]);
@@ -92,7 +92,7 @@ pub fn table_len(frames: u32, checksums: bool) -> u64 {
 ///
 /// # Errors
 ///
-/// [`Error`](crate::Error) if the table is malformed or its frames do not
+/// [`Error`] if the table is malformed or its frames do not
 /// tile the file exactly.
 pub fn parse_table(bytes: &[u8], file_len: u64) -> Result<Vec<Entry>> {
     let bad = |m: String| Err(Error::SeekTable(m));
