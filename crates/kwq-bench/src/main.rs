@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod fs;
 mod latency;
 mod ordered;
 mod peers;
@@ -58,6 +59,8 @@ workloads! {
     Latency(latency::LatencyArgs),
     /// W2: parallel stage, then in-order stage (default N = 200000).
     Ordered(ordered::OrderedArgs),
+    /// W5: write a corpus into a compressing filesystem, sync, read it back cold.
+    Fs(fs::FsArgs),
 }
 
 /// Benchmarks kwq against its peers; the last stdout line is one JSON object.
