@@ -6,7 +6,8 @@
 //!
 //! Workloads: `spawn` (W1, one-shot submission throughput), `ordered` (W2,
 //! a parallel stage then an in-order stage), `latency` (W3, wake-up latency
-//! of an idle pool). Every workload runs kwq and its peers (rayon,
+//! of an idle pool), `fs` (W5, a corpus through kwq-store or kernel Btrfs,
+//! single or stacked: write + sync, then a cold read-back). Every workload runs kwq and its peers (rayon,
 //! threadpool, a crossbeam-channel pool, tokio `spawn_blocking`, oneTBB,
 //! pariter, ...) from this one binary, so that BENCHMARKS.md can quote
 //! same-session ratios.
