@@ -7,8 +7,9 @@
 //!    is the resident size right after). Without `--files` it is one file
 //!    named after the input; with `--files` it is parsed as a tar and each
 //!    regular member becomes one file at its path. A member cut off by the
-//!    end of the input (a tar truncated to a size) is left out and counted
-//!    in `members_skipped`.
+//!    end of the input (a tar truncated to a size), or an unreadable header
+//!    after at least one member, ends the list and counts 1 in
+//!    `members_skipped`.
 //! 2. Write phase (`seconds_write`): directories are created in path order,
 //!    then `--threads` threads take pieces of at most [`PIECE`] bytes from
 //!    one counter and write them (a file of one piece is created by the
@@ -298,7 +299,10 @@ fn tar_entries(data: &[u8]) -> Result<(Vec<Entry>, u64), Failure> {
             Err(e) if out.is_empty() => {
                 return Err(Failure::Usage(format!("not a tar: {e}")));
             }
-            Err(_) => break,
+            Err(_) => {
+                skipped += 1;
+                break;
+            }
         };
         let kind = entry.header().entry_type();
         if !(kind.is_file() || kind.is_contiguous()) {
@@ -456,6 +460,32 @@ mod tests {
         let (entries, skipped) = tar_entries(cut).unwrap();
         assert_eq!((entries.len(), skipped), (1, 1));
         assert!(tar_entries(b"not a tar at all").is_err());
+    }
+
+    #[test]
+    fn parallel_runs_every_piece_once_and_stops_at_the_first_failure() {
+        let entries: Vec<Entry> = (0..50)
+            .map(|i| Entry {
+                path: format!("f{i}"),
+                start: 0,
+                len: i,
+            })
+            .collect();
+        let p = pieces(&entries);
+        let seen: Vec<AtomicUsize> = (0..p.len()).map(|_| AtomicUsize::new(0)).collect();
+        parallel(&p, 3, |piece| {
+            seen[piece.entry].fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
+        .unwrap();
+        assert!(seen.iter().all(|n| n.load(Ordering::Relaxed) == 1));
+        let r = parallel(&p, 2, |piece| {
+            if piece.entry == 3 {
+                return Err(Failure::Check("piece 3".into()));
+            }
+            Ok(())
+        });
+        assert!(matches!(r, Err(Failure::Check(m)) if m == "piece 3"));
     }
 
     #[test]

@@ -286,18 +286,12 @@ impl Target for StoreTarget {
 
 impl Drop for StoreTarget {
     fn drop(&mut self) {
-        // Unmount before the temporary directory goes; a failed final
-        // commit only matters to a run that already failed.
+        // Unmount before the temporary directory goes. A failed final
+        // commit only matters to a run that already failed; say so anyway.
         if let Some(m) = self.stores.take() {
-            if let Err(Failure::Check(e)) = m.unmount() {
-                tracing_free_warn(&e);
+            if let Err(Failure::Check(e) | Failure::Usage(e)) = m.unmount() {
+                eprintln!("kwq-bench: warning: {e}");
             }
         }
     }
-}
-
-/// The bench binary has no tracing subscriber; a cleanup problem goes to
-/// stderr (this is a binary, not a library).
-fn tracing_free_warn(msg: &str) {
-    eprintln!("kwq-bench: warning: {msg}");
 }
