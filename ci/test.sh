@@ -78,7 +78,7 @@ step_clippy() {
 # The libraries' public API documents every error and panic (clippy's
 # pedantic missing_errors_doc / missing_panics_doc, with no allow
 # attributes for them anywhere). LIB_CRATES: every library crate.
-LIB_CRATES=(kwq kwq-policy kwq-model kwq-store)
+LIB_CRATES=(kwq kwq-policy kwq-model kwq-store kwq-zstd)
 step_api_docs() {
     local args=() c
     for c in "${LIB_CRATES[@]}"; do args+=(-p "$c"); done
@@ -126,6 +126,21 @@ step_sync_facade() {
     if [ -n "$bad" ]; then
         echo "$bad"
         echo "error: use crate::sync instead (loom cannot see std primitives)" >&2
+        return 1
+    fi
+}
+
+# Dependencies inside kwq point one way: the runtime core (pools, work
+# items, workqueues, the worker context, ...) never names the ordered layer
+# built on it (it reports blocking through a hook the ordered layer sets).
+step_layering() {
+    local bad
+    bad=$(grep -rnE '(crate|super)::ordered' crates/kwq/src --include='*.rs' |
+        grep -v '^crates/kwq/src/ordered/' | grep -v '^crates/kwq/src/tests/' |
+        grep -v '^crates/kwq/src/lib.rs' | grep -vE '^[^:]+:[0-9]+:\s*//' || true)
+    if [ -n "$bad" ]; then
+        echo "$bad"
+        echo "error: the kwq core names the ordered layer above it" >&2
         return 1
     fi
 }
@@ -247,6 +262,7 @@ section package step_package
 
 # -- kwq
 section "kwq: sync facade" step_sync_facade
+section "kwq: layering" step_layering
 section "kwq: valgrind" step_valgrind
 section "kwq: loom" step_loom
 
@@ -258,6 +274,12 @@ section "kwq-model: larger proof of v6-fix (release)" step_model_proof
 section "kwq-bench: smoke (release)" step_bench_smoke
 
 # -- kwq-zstd
+# Tests, CLI tests, each fuzz target for 60 s; needs Debian's zstd package
+# (zstd, pzstd) and cargo-fuzz (see crates/kwq-zstd/ci.sh).
+step_kwq_zstd() {
+    bash crates/kwq-zstd/ci.sh
+}
+section "kwq-zstd: tests + fuzz" step_kwq_zstd
 
 # -- kwq-store
 section "kwq-store: power cuts + stacked runs (release)" step_store_release

@@ -7,10 +7,10 @@
 //! Workloads: `spawn` (W1, one-shot submission throughput), `ordered` (W2,
 //! a parallel stage then an in-order stage), `latency` (W3, wake-up latency
 //! of an idle pool), `fs` (W5, a corpus through kwq-store or kernel Btrfs,
-//! single or stacked: write + sync, then a cold read-back). Every workload runs kwq and its peers (rayon,
-//! threadpool, a crossbeam-channel pool, tokio `spawn_blocking`, oneTBB,
-//! pariter, ...) from this one binary, so that BENCHMARKS.md can quote
-//! same-session ratios.
+//! single or stacked: write + sync, then a cold read-back). Every workload
+//! runs kwq and its peers (rayon, threadpool, a crossbeam-channel pool,
+//! tokio `spawn_blocking`, oneTBB, pariter, ...) from this one binary, so
+//! that BENCHMARKS.md can quote same-session ratios.
 //!
 //! The contract: flags are `--flag VALUE` or `--flag=VALUE`; the last line
 //! of stdout is one JSON object with at least `workload`, `impl`, `items`,
@@ -19,7 +19,9 @@
 //! message on stderr, before anything runs), or an external peer's own code.
 #![forbid(unsafe_code)]
 
+mod blocked;
 mod cli;
+mod compress;
 mod fs;
 mod latency;
 mod ordered;
@@ -60,6 +62,12 @@ workloads! {
     Latency(latency::LatencyArgs),
     /// W2: parallel stage, then in-order stage (default N = 200000).
     Ordered(ordered::OrderedArgs),
+    /// How fast a worker blocked outside kwq::blocking is replaced (default N = 200).
+    Blocked(blocked::BlockedArgs),
+    /// W4: parallel zstd compression with in-order output.
+    Compress(compress::CompressArgs),
+    /// W4: the reverse direction (decompression to a file or /dev/null).
+    Decompress(compress::DecompressArgs),
     /// W5: write a corpus into a compressing filesystem, sync, read it back cold.
     Fs(fs::FsArgs),
 }

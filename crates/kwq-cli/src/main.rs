@@ -1,4 +1,5 @@
-//! The `kwq` command: a demonstration of the runtime (`kwq demo`) and the
+//! The `kwq` command: a demonstration of the runtime (`kwq demo`), parallel
+//! zstd (`kwq compress | decompress | test | list`) and the
 //! front end of the kwq-model checker (`kwq model ...`).
 //!
 //! Exit codes: 0 success, 1 a failed check or a runtime error (`kwq: error:
@@ -10,6 +11,9 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod compress;
+mod compress_io;
+mod compress_list;
 mod demo;
 mod model;
 mod store;
@@ -63,10 +67,18 @@ enum Cmd {
     Store(store::StoreArgs),
     /// Two stacked compressing stores on one runtime, both busy, checked.
     Stack(store_stack::StackArgs),
+    /// Compress files with parallel zstd (independent frames + seek table).
+    Compress(compress::CompressArgs),
+    /// Decompress zstd files (frames in parallel when there are several).
+    Decompress(compress::DecompressArgs),
+    /// Check that zstd files decompress.
+    Test(compress::DecompressArgs),
+    /// List zstd files' frames, sizes, ratio and seek table.
+    List(compress::Common),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(compress::rewrite_level_flags(std::env::args_os()));
     // The kwq library never prints: its warnings and panic reports are
     // `tracing` events (target "kwq"); the command shows them on stderr at
     // the level `--log` / KWQ_LOG asks for (default: warnings and errors).
@@ -97,6 +109,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Fsck(a) => store::fsck(a),
         Cmd::Store(a) => store::run(a),
         Cmd::Stack(a) => store_stack::run(a),
+        Cmd::Compress(a) => compress::compress(a),
+        Cmd::Decompress(a) => compress::decompress(a),
+        Cmd::Test(a) => compress::test(a),
+        Cmd::List(a) => compress_list::list(&a),
     }
 }
 

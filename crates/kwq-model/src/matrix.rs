@@ -1,4 +1,4 @@
-//! The expected outcome matrix (kernel-semantics.md §4.4, plus what the
+//! The expected outcome matrix (docs/kernel.md §4.4, plus what the
 //! checker found for the open question R1) and the code that checks it.
 //!
 //! Every cell is checked with [`Bfs`] under the fixed [`MatrixBounds`], so a

@@ -190,7 +190,7 @@ impl FuncPtr {
     }
 }
 
-/// Which interleaving of kernel-semantics.md §4 is set up.
+/// Which interleaving of docs/kernel.md §4 is set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Scenario {
     /// §4.2: one filesystem; delalloc items whose ordered phase may read the

@@ -197,17 +197,35 @@ pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
         _ => false,
     });
     let _rejoin = Rejoin(left);
-    // A runner of an ordered queue blocking in a stage: its crew wakes
-    // another runner for queued items (`ordered/idle.rs`, stalled runners).
-    struct Unstall;
+    // A layer above may want to know (an ordered queue's runner blocking
+    // in a stage: its crew wakes another runner for queued items).
+    struct Unstall(Option<BlockingHook>);
     impl Drop for Unstall {
         fn drop(&mut self) {
-            crate::ordered::blocking_hook(false);
+            if let Some(h) = self.0 {
+                h(false);
+            }
         }
     }
-    crate::ordered::blocking_hook(true);
-    let _unstall = Unstall;
+    let hook = BLOCKING_HOOK.get().copied();
+    if let Some(h) = hook {
+        h(true);
+    }
+    let _unstall = Unstall(hook);
     f()
+}
+
+/// Told `true` when the calling thread enters [`blocking`] and `false`
+/// when it leaves. Set once by a layer above this one (the ordered crews,
+/// `ordered/crew.rs`), so that this module names nothing above it.
+type BlockingHook = fn(bool);
+
+static BLOCKING_HOOK: crate::sync::OnceLock<BlockingHook> = crate::sync::OnceLock::new();
+
+/// Registers the blocking hook (the first registration wins; the ordered
+/// layer registers the same function every time).
+pub(crate) fn set_blocking_hook(h: BlockingHook) {
+    let _ = BLOCKING_HOOK.set(h);
 }
 
 /// Id and name of the workqueue whose item the calling thread executes.

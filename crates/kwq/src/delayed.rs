@@ -41,7 +41,7 @@
 use crate::error::QueueError;
 use crate::report::{Hooks, Warning, WarningKind};
 use crate::runtime::Config;
-use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
+use crate::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::*};
 use crate::sync::{downgrade, Arc, Condvar, Mutex, Weak};
 use crate::work::state::TransitionToPending;
 use crate::work::{Work, WorkInner};
@@ -223,6 +223,11 @@ struct Timer {
     /// Heap size at which the next arm prunes stale entries (written under
     /// the heap lock).
     prune_at: AtomicUsize,
+    /// The timer thread runs. Until it does (its creation failed), entries
+    /// wait in the heap and every `arm` tries to start it again.
+    started: AtomicBool,
+    /// Serialises attempts to start the thread.
+    starting: Mutex<()>,
 }
 
 /// The heap is never pruned below this size.
@@ -251,19 +256,52 @@ pub(crate) fn on_timer_thread() -> bool {
 
 fn timer() -> &'static Arc<Timer> {
     TIMER.get_or_init(|| {
-        let t = Arc::new(Timer {
+        Arc::new(Timer {
             heap: Mutex::new(BinaryHeap::new()),
             cv: Condvar::new(),
             order: AtomicU64::new(0),
             prune_at: AtomicUsize::new(PRUNE_MIN),
-        });
-        let t2 = t.clone();
-        crate::sync::thread::Builder::new()
-            .name("kwq/timer".into())
-            .spawn(move || t2.run())
-            .expect("kwq: cannot start the timer thread");
-        t
+            started: AtomicBool::new(false),
+            starting: Mutex::new(()),
+        })
     })
+}
+
+/// Arms the process-wide timer, starting its thread if needed.
+fn arm_timer(deadline: Instant, item: Arc<WorkInner>, seq: u64, wq: &Arc<WqInner>) {
+    let t = timer();
+    t.arm(deadline, item, seq, wq);
+    ensure_timer_thread(t, wq);
+}
+
+/// Starts the process-wide timer thread unless it runs. A failure is never
+/// a panic: it is reported on `wq`'s runtime, the entry waits in the heap,
+/// and the next `arm` tries again.
+fn ensure_timer_thread(t: &Arc<Timer>, wq: &WqInner) {
+    if t.started.load(Acquire) {
+        return;
+    }
+    let guard = t.starting.lock();
+    if t.started.load(Acquire) {
+        return;
+    }
+    let t2 = t.clone();
+    match crate::sync::thread::Builder::new()
+        .name("kwq/timer".into())
+        .spawn(move || t2.run())
+    {
+        Ok(_) => t.started.store(true, Release),
+        Err(e) => {
+            drop(guard);
+            wq.warn(Warning::new(
+                WarningKind::ThreadSpawnFailed,
+                format!(
+                    "could not start the delayed-work timer thread ({e}); delayed items wait \
+                     until a later queue_delayed can start it"
+                ),
+            ));
+        }
+    }
 }
 
 impl Timer {
@@ -424,7 +462,7 @@ impl Workqueue {
             }
         };
         item.last_wq.store(self.inner.id, Release);
-        timer().arm(deadline, item.clone(), seq, &self.inner);
+        arm_timer(deadline, item.clone(), seq, &self.inner);
         Ok(true)
     }
 
@@ -458,7 +496,7 @@ impl Workqueue {
             slot.timer = Some((seq, downgrade(&self.inner)));
             drop(slot);
             item.last_wq.store(self.inner.id, Release);
-            timer().arm(deadline, item.clone(), seq, &self.inner);
+            arm_timer(deadline, item.clone(), seq, &self.inner);
         }
         if let Some(t) = parked {
             t.wq.clone().retire(t);

@@ -50,7 +50,7 @@ enum Kind {
     OrderedMaxActive(usize),
     Concurrency(usize),
     MaxWorkers(usize),
-    RunnersMaxActive(usize),
+    RunnersMaxActive { got: usize, max: usize },
     MaxInFlight(usize),
     MapInFlight { got: usize, min: usize },
     Thresh { thresh: u64, max_in_flight: usize },
@@ -78,8 +78,8 @@ impl BuildError {
     pub(crate) fn max_workers(n: usize) -> Self {
         Self::of(Kind::MaxWorkers(n))
     }
-    pub(crate) fn runners_max_active(n: usize) -> Self {
-        Self::of(Kind::RunnersMaxActive(n))
+    pub(crate) fn runners_max_active(got: usize, max: usize) -> Self {
+        Self::of(Kind::RunnersMaxActive { got, max })
     }
     pub(crate) fn max_in_flight(n: usize) -> Self {
         Self::of(Kind::MaxInFlight(n))
@@ -107,7 +107,7 @@ impl BuildError {
     pub fn kind(&self) -> BuildErrorKind {
         match self.kind {
             Kind::EmptyName => BuildErrorKind::EmptyName,
-            Kind::MaxActive(_) | Kind::RunnersMaxActive(_) => BuildErrorKind::MaxActive,
+            Kind::MaxActive(_) | Kind::RunnersMaxActive { .. } => BuildErrorKind::MaxActive,
             Kind::OrderedMaxActive(_) => BuildErrorKind::OrderedMaxActive,
             Kind::Concurrency(_) => BuildErrorKind::Concurrency,
             Kind::MaxWorkers(_) => BuildErrorKind::MaxWorkers,
@@ -138,10 +138,9 @@ impl fmt::Display for BuildError {
                 f,
                 "max_workers must be at least 2 (one running, one in reserve), got {n}"
             ),
-            Kind::RunnersMaxActive(n) => write!(
+            Kind::RunnersMaxActive { got, max } => write!(
                 f,
-                "ordered max_active must be between 1 and {}, got {n}",
-                crate::ordered::crew::MAX_RUNNERS
+                "ordered max_active must be between 1 and {max}, got {got}"
             ),
             Kind::MaxInFlight(n) => {
                 write!(f, "max_in_flight must be between 1 and 2^32, got {n}")

@@ -1,5 +1,5 @@
 //! Safety invariants, one named function per guaranteed property of
-//! kernel-semantics.md §5. Each returns `Err(Violation)` with a sentence
+//! docs/kernel.md §5. Each returns `Err(Violation)` with a sentence
 //! saying what is wrong. The explorers evaluate [`check_all`] on every state
 //! they reach; liveness (BT-6) is checked by [`crate::model::waitfor`] and by
 //! the explorers' terminal-state test.

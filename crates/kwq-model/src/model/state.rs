@@ -1,7 +1,7 @@
 //! The model state: one unbound worker pool, two workqueues with their pwqs
 //! and Btrfs ordered lists, the items, the workers and the allocator.
 //!
-//! Field legend (kernel-semantics.md §1.3, §2.1, §4.1):
+//! Field legend (docs/kernel.md §1.3, §2.1, §4.1):
 //!
 //! | model field            | kernel counterpart |
 //! |------------------------|--------------------|

@@ -229,6 +229,8 @@ impl<S: Stages> Crew<S> {
         thresh: Option<Thresh>,
         stages: S,
     ) -> Arc<Crew<S>> {
+        // Stalled-runner tracking hears of `kwq::blocking` through this.
+        crate::current::set_blocking_hook(blocking_hook);
         debug_assert!((1..=MAX_RUNNERS).contains(&limit));
         let current = if thresh.is_some() { 1 } else { limit };
         if wq.max_active() != current {

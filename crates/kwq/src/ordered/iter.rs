@@ -212,7 +212,7 @@ impl OrderedMapBuilder {
             .max_active
             .unwrap_or_else(|| rt.concurrency().min(MAX_RUNNERS));
         if !(1..=MAX_RUNNERS).contains(&limit) {
-            return Err(BuildError::runners_max_active(limit));
+            return Err(BuildError::runners_max_active(limit, MAX_RUNNERS));
         }
         if self.max_in_flight < MAP_SLOTS {
             return Err(BuildError::map_in_flight(self.max_in_flight, MAP_SLOTS));

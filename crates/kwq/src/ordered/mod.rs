@@ -24,7 +24,7 @@
 //! | `func` / `ordered_func` / `ordered_free` | `func` / `ordered` / dropping both closures, then releasing the slot |
 //! | `WORK_DONE_BIT`, `WORK_ORDER_DONE_BIT` | `DONE`, `ORDER_DONE` flags of the slot's stamp |
 //! | `ordered_list` + `list_lock` | the ring between `head` and `tail` (lock-free) |
-//! | `run_ordered_work` | the ring's drain (`ring::Ring::try_drain`) |
+//! | `run_ordered_work` | the drain: whichever runner finishes the head item runs the ordered stages in order |
 //! | `normal_work_helper` on a per-item `work_struct` | a persistent runner [`Work`](crate::Work) claiming items in batches |
 //! | `limit_active`, `thresh`, `current_active` | [`max_active`](OrderedWorkqueueBuilder::max_active), [`thresh`](OrderedWorkqueueBuilder::thresh), [`OrderedWorkqueue::current_active`] |
 //! | "-high" sub-queue (`WQ_HIGHPRI`) | [`highpri`](OrderedWorkqueueBuilder::highpri), [`OrderedWorkqueue::queue_high`] |
@@ -154,7 +154,6 @@ pub(crate) mod ring;
 mod thresh;
 pub(crate) mod waiters;
 
-pub(crate) use crew::blocking_hook;
 #[allow(deprecated)]
 pub use error::{BuildError, StagePanic};
 pub use error::{FlushError, Stage, StagePanicError, TryQueueError};

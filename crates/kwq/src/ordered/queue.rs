@@ -266,7 +266,7 @@ impl OrderedWorkqueueBuilder {
             .max_active
             .unwrap_or_else(|| rt.concurrency().min(MAX_RUNNERS));
         if !(1..=MAX_RUNNERS).contains(&limit) {
-            return Err(BuildError::runners_max_active(limit));
+            return Err(BuildError::runners_max_active(limit, MAX_RUNNERS));
         }
         if !(1..=1 << 32).contains(&self.max_in_flight) {
             return Err(BuildError::max_in_flight(self.max_in_flight));
