@@ -31,6 +31,10 @@
 //! 5. Read phase (`seconds_read`): the same pieces are read by `--threads`
 //!    threads and compared with the input; a mismatch exits 1.
 //!
+//! The standard fields: `items` is the number of files, `seconds` is
+//! `seconds_write + seconds_read`. `--rep` and `--items` are refused: one
+//! process is one run (`fs-bench.sh` repeats and interleaves).
+//!
 //! Images live in a fresh temporary directory (inside `--dir` if given),
 //! removed afterwards; the kernel impls' guard unmounts and detaches its
 //! loop devices in `Drop`, so a failure still cleans up.
