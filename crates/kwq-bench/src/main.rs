@@ -6,10 +6,11 @@
 //!
 //! Workloads: `spawn` (W1, one-shot submission throughput), `ordered` (W2,
 //! a parallel stage then an in-order stage), `latency` (W3, wake-up latency
-//! of an idle pool). Every workload runs kwq and its peers (rayon,
-//! threadpool, a crossbeam-channel pool, tokio `spawn_blocking`, oneTBB,
-//! pariter, ...) from this one binary, so that BENCHMARKS.md can quote
-//! same-session ratios.
+//! of an idle pool), `fs` (W5, a corpus through kwq-store or kernel Btrfs,
+//! single or stacked: write + sync, then a cold read-back). Every workload
+//! runs kwq and its peers (rayon, threadpool, a crossbeam-channel pool,
+//! tokio `spawn_blocking`, oneTBB, pariter, ...) from this one binary, so
+//! that BENCHMARKS.md can quote same-session ratios.
 //!
 //! The contract: flags are `--flag VALUE` or `--flag=VALUE`; the last line
 //! of stdout is one JSON object with at least `workload`, `impl`, `items`,
@@ -21,6 +22,7 @@
 mod blocked;
 mod cli;
 mod compress;
+mod fs;
 mod latency;
 mod ordered;
 mod peers;
@@ -66,6 +68,8 @@ workloads! {
     Compress(compress::CompressArgs),
     /// W4: the reverse direction (decompression to a file or /dev/null).
     Decompress(compress::DecompressArgs),
+    /// W5: write a corpus into a compressing filesystem, sync, read it back cold.
+    Fs(fs::FsArgs),
 }
 
 /// Benchmarks kwq against its peers; the last stdout line is one JSON object.
