@@ -218,6 +218,18 @@ step_bench_smoke() {
     "$B" spawn --impl kwq --items 200000 --threads 2 >/dev/null
     "$B" spawn --impl kwq-work --items 200000 --threads 2 >/dev/null
     "$B" latency --impl kwq --items 300 --interval-us 200 --warmup 20 --threads 2 >/dev/null
+    "$B" blocked --impl kwq --items 5 --block-ms 20 --threads 2 >/dev/null
+    # W5 on kwq-store, one store and two stacked, one file and a tar's
+    # members (the kernel-Btrfs peers need root and loop devices: not here).
+    local d
+    d=$(mktemp -d)
+    seq 1 600000 >"$d/in.txt"
+    tar -cf "$d/in.tar" -C crates .
+    for impl in kwq-store kwq-store-stacked; do
+        "$B" fs --impl "$impl" --input "$d/in.txt" --threads 2 --dir "$d" >/dev/null
+        "$B" fs --impl "$impl" --input "$d/in.tar" --files --threads 2 --dir "$d" >/dev/null
+    done
+    rm -rf "$d"
     echo "benchmark smoke: ok"
 }
 
