@@ -16,6 +16,41 @@ fn rt(concurrency: usize) -> kwq::Runtime {
         .unwrap()
 }
 
+/// A queue on `rt` whose only item holds the worker while another thread
+/// drains it: from the moment `draining` returns, the queue refuses work
+/// from outside. `release` lets the held item (and the drain) finish.
+struct Draining {
+    wq: Arc<kwq::Workqueue>,
+    hold: mpsc::Sender<()>,
+    drainer: std::thread::JoinHandle<()>,
+}
+
+fn draining(rt: &kwq::Runtime, name: &str) -> Draining {
+    let wq = Arc::new(kwq::Workqueue::builder(name).runtime(rt).build().unwrap());
+    let (hold, hold_rx) = mpsc::channel::<()>();
+    wq.queue_fn(move || {
+        let _ = hold_rx.recv_timeout(Duration::from_secs(10));
+    });
+    let w2 = wq.clone();
+    let drainer = std::thread::spawn(move || w2.drain());
+    Draining { wq, hold, drainer }
+}
+
+impl Draining {
+    /// Waits until the drain refuses outside work.
+    fn refusing(self) -> Self {
+        while self.wq.try_queue_fn(|| {}).is_ok() {
+            std::thread::yield_now();
+        }
+        self
+    }
+
+    fn release(self) {
+        let _ = self.hold.send(());
+        self.drainer.join().unwrap();
+    }
+}
+
 #[test]
 fn spawn_returns_the_value() {
     let rt = rt(2);
@@ -83,22 +118,11 @@ fn a_detached_panic_goes_to_the_hook() {
 #[test]
 fn spawn_on_a_draining_queue_is_refused_through_the_handle() {
     let rt = rt(1);
-    let wq = Arc::new(
-        kwq::Workqueue::builder("spawn-drain")
-            .runtime(&rt)
-            .build()
-            .unwrap(),
-    );
-    let (hold_tx, hold_rx) = mpsc::channel::<()>();
-    wq.queue_fn(move || {
-        let _ = hold_rx.recv_timeout(Duration::from_secs(10));
-    });
-    let w2 = wq.clone();
-    let drainer = std::thread::spawn(move || w2.drain());
+    let d = draining(&rt, "spawn-drain");
     // Until the drain has started, spawns are accepted (and wait behind the
     // held worker); a refused one is finished at once.
     let err = loop {
-        let h = wq.spawn(|| 1);
+        let h = d.wq.spawn(|| 1);
         if h.is_finished() {
             break h.join().unwrap_err();
         }
@@ -106,8 +130,7 @@ fn spawn_on_a_draining_queue_is_refused_through_the_handle() {
     };
     assert!(err.is_refused(), "{err}");
     assert!(std::error::Error::source(&err).is_some());
-    let _ = hold_tx.send(());
-    drainer.join().unwrap();
+    d.release();
 }
 
 #[test]
@@ -172,30 +195,15 @@ fn scope_reraises_a_jobs_panic_after_all_jobs_finished() {
 #[test]
 fn a_refused_scoped_job_is_dropped_and_counted() {
     let rt = rt(1);
-    let wq = Arc::new(
-        kwq::Workqueue::builder("scoped-refuse")
-            .runtime(&rt)
-            .build()
-            .unwrap(),
-    );
-    let (hold_tx, hold_rx) = mpsc::channel::<()>();
-    wq.queue_fn(move || {
-        let _ = hold_rx.recv_timeout(Duration::from_secs(10));
-    });
-    let w2 = wq.clone();
-    let drainer = std::thread::spawn(move || w2.drain());
-    while wq.try_queue_fn(|| {}).is_ok() {
-        std::thread::yield_now();
-    }
+    let d = draining(&rt, "scoped-refuse").refusing();
     let ran = AtomicUsize::new(0);
     kwq::scope(|s| {
-        assert!(!s.queue_fn(&wq, || {
+        assert!(!s.queue_fn(&d.wq, || {
             ran.fetch_add(1, SeqCst);
         }));
     });
     assert_eq!(ran.load(SeqCst), 0);
-    let _ = hold_tx.send(());
-    drainer.join().unwrap();
+    d.release();
 }
 
 #[test]
@@ -289,24 +297,9 @@ fn refused_queueing_reaches_the_warning_hook() {
         })
         .build()
         .unwrap();
-    let wq = Arc::new(
-        kwq::Workqueue::builder("warned")
-            .runtime(&rt)
-            .build()
-            .unwrap(),
-    );
-    let (hold_tx, hold_rx) = mpsc::channel::<()>();
-    wq.queue_fn(move || {
-        let _ = hold_rx.recv_timeout(Duration::from_secs(10));
-    });
-    let w2 = wq.clone();
-    let drainer = std::thread::spawn(move || w2.drain());
-    while wq.try_queue_fn(|| {}).is_ok() {
-        std::thread::yield_now();
-    }
-    assert!(!wq.queue_fn(|| {}));
-    let _ = hold_tx.send(());
-    drainer.join().unwrap();
+    let d = draining(&rt, "warned").refusing();
+    assert!(!d.wq.queue_fn(|| {}));
+    d.release();
     let seen = seen.lock().unwrap();
     // (The pool monitor may report the held worker too.)
     let (_, q, msg) = seen

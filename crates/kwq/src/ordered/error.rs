@@ -71,23 +71,13 @@ pub struct StagePanicError {
     payload: Mutex<Option<Box<dyn Any + Send + 'static>>>,
 }
 
-pub(crate) fn panic_message(p: &(dyn Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "<non-string panic payload>".to_string()
-    }
-}
-
 impl StagePanicError {
     pub(crate) fn new(seq: u64, high: bool, stage: Stage, payload: Box<dyn Any + Send>) -> Self {
         StagePanicError {
             seq,
             high,
             stage,
-            message: panic_message(&*payload),
+            message: crate::report::panic_message(&*payload),
             payload: Mutex::new(Some(payload)),
         }
     }
