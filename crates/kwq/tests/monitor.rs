@@ -93,7 +93,9 @@ fn unannotated_sleep_poll_is_unstuck() {
         |g| {
             let deadline = Instant::now() + Duration::from_secs(30);
             while !g.wait(Duration::ZERO) && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(2));
+                // Short sleeps: the thread wakes (and runs a little) far
+                // more often than the monitor looks.
+                std::thread::sleep(Duration::from_micros(100));
             }
         },
         true

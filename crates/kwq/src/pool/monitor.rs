@@ -20,10 +20,11 @@
 //! workers as running), each worker that executes an item, is not already out of
 //! the count, and has not finished an item since the previous tick is a
 //! candidate. On Linux the candidate is blocked when its thread is asleep
-//! (state `S` or `D` in `/proc/self/task/TID/stat`) and used no CPU since
-//! the previous tick (the first field of `/proc/self/task/TID/schedstat`,
-//! nanoseconds on CPU, unchanged): a thread running on a CPU, or one that
-//! ran at all in between, is never counted as blocked, so a 200 ms
+//! (state `S` or `D` in `/proc/self/task/TID/stat`) and used under a
+//! quarter of a CPU since the previous tick (from the first field of
+//! `/proc/self/task/TID/schedstat`, nanoseconds on a CPU): a wait that
+//! polls with short sleeps stays far below that, while a thread running on
+//! a CPU, or mostly running, is never counted as blocked, so a 200 ms
 //! CPU-bound item adds no worker. Elsewhere there is no such view of
 //! another thread, and a candidate is blocked after `FALLBACK_STUCK`
 //! (20 ms) without finishing an item.
@@ -126,9 +127,16 @@ impl MonitorSignal {
 struct Watch {
     executed: u64,
     since: Instant,
-    /// On-CPU nanoseconds at the previous look (Linux), if looked at.
-    run_ns: Option<u64>,
+    /// On-CPU nanoseconds and the time of the previous look (Linux), if
+    /// looked at.
+    run_ns: Option<(u64, Instant)>,
 }
+
+/// A thread using less than this share of a CPU since the previous look,
+/// and asleep when looked at, is blocked: a wait that polls (a loop of
+/// short sleeps) wakes now and then but stays far below it, a CPU-bound
+/// item stays far above.
+const BLOCKED_CPU_SHARE: f64 = 0.25;
 
 struct PoolReports {
     last: Option<Instant>,
@@ -205,7 +213,7 @@ fn tick(
         let executed = w.executed.load(Relaxed);
         let moved_on = w.cur_wq.load(Relaxed) == 0
             || watches.get(&key).is_none_or(|wt| wt.executed != executed)
-            || on_cpu_since(w, watches.get(&key));
+            || on_cpu_since(w, watches.get_mut(&key));
         if moved_on {
             let _ = pool.release_presumed(w);
         }
@@ -261,16 +269,28 @@ fn tick(
     (true, true)
 }
 
-/// Is the candidate asleep and off the CPU since the previous look?
-/// Updates the watch's CPU time.
+/// Samples the worker's thread: its state now, and the share of a CPU it
+/// used since the previous sample (`None` at the first). Updates the watch.
+#[cfg(target_os = "linux")]
+fn sample(w: &WorkerShared, watch: &mut Watch) -> Option<(u8, Option<f64>)> {
+    let (state, run_ns) = thread_sample(w)?;
+    let now = Instant::now();
+    let share = watch.run_ns.map(|(before, at)| {
+        let wall = now.duration_since(at).as_nanos().max(1) as f64;
+        run_ns.saturating_sub(before) as f64 / wall
+    });
+    watch.run_ns = Some((run_ns, now));
+    Some((state, share))
+}
+
+/// Is the candidate asleep now, having used (almost) no CPU since the
+/// previous look?
 #[cfg(target_os = "linux")]
 fn looks_blocked(w: &WorkerShared, watch: &mut Watch) -> bool {
-    let Some((state, run_ns)) = thread_sample(w) else {
-        return false;
-    };
-    let idle_since_last = watch.run_ns == Some(run_ns);
-    watch.run_ns = Some(run_ns);
-    idle_since_last && matches!(state, b'S' | b'D')
+    match sample(w, watch) {
+        Some((state, Some(share))) => matches!(state, b'S' | b'D') && share < BLOCKED_CPU_SHARE,
+        _ => false,
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -278,17 +298,19 @@ fn looks_blocked(_w: &WorkerShared, watch: &mut Watch) -> bool {
     watch.since.elapsed() >= FALLBACK_STUCK
 }
 
-/// Did a presumed worker run on a CPU since it was presumed?
+/// Is a presumed worker running again (on a CPU now, or busy since the
+/// previous look)?
 #[cfg(target_os = "linux")]
-fn on_cpu_since(w: &WorkerShared, watch: Option<&Watch>) -> bool {
-    let (Some((state, run_ns)), Some(watch)) = (thread_sample(w), watch) else {
-        return false;
-    };
-    state == b'R' || watch.run_ns.is_some_and(|before| run_ns != before)
+fn on_cpu_since(w: &WorkerShared, watch: Option<&mut Watch>) -> bool {
+    let Some(watch) = watch else { return false };
+    match sample(w, watch) {
+        Some((state, share)) => state == b'R' || share.is_some_and(|s| s >= BLOCKED_CPU_SHARE),
+        None => false,
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn on_cpu_since(_w: &WorkerShared, _watch: Option<&Watch>) -> bool {
+fn on_cpu_since(_w: &WorkerShared, _watch: Option<&mut Watch>) -> bool {
     false
 }
 
