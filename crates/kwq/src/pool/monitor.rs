@@ -40,8 +40,11 @@
 //!
 //! # Cost
 //!
-//! The tick is 1 ms while some pool has work waiting,
-//! 5 ms while workers are busy, and the monitor sleeps — woken by the first
+//! The tick is 1 ms while, with work waiting, some worker is still on the
+//! item it was on at the previous look (a candidate); 10 ms while workers
+//! are busy or work waits but every worker finishes items between looks
+//! (so a new stall is seen within about 10 ms + two 1 ms looks); and the
+//! monitor sleeps — woken by the first
 //! worker to leave an idle list — while every pool is idle. `/proc` is read
 //! only for candidates (a worker stuck on one item for a whole tick while
 //! work waits): in a pool whose items finish, the monitor reads a few
@@ -56,10 +59,11 @@ use kwq_policy::Concurrency;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// Tick while some pool has work waiting.
+/// Tick while, with work waiting, some worker is still on the item it was
+/// on at the previous look (a candidate).
 const TICK_STARVED: Duration = Duration::from_millis(1);
 /// Tick while workers are busy and nothing waits.
-const TICK_BUSY: Duration = Duration::from_millis(5);
+const TICK_BUSY: Duration = Duration::from_millis(10);
 /// Longest sleep while every pool is idle (a safety net: a worker leaving
 /// an idle list wakes the monitor).
 const TICK_IDLE: Duration = Duration::from_secs(1);
@@ -196,7 +200,8 @@ fn run(rt: &Weak<RuntimeInner>) {
     }
 }
 
-/// One look at `pool`. Returns (busy, starved).
+/// One look at `pool`. Returns (busy, a candidate worker is stuck on one
+/// item while work waits).
 fn tick(
     pool: &Arc<Pool>,
     now: Instant,
@@ -235,6 +240,7 @@ fn tick(
         _ => Duration::from_millis(250),
     };
     let at_cap = snap.nr_workers >= snap.max_workers && snap.nr_idle == 0;
+    let mut stuck = false;
     for w in &workers {
         if w.exited.load(Relaxed)
             || w.cur_wq.load(Relaxed) == 0
@@ -245,6 +251,7 @@ fn tick(
         }
         let key = (pool.id, w.id);
         let executed = w.executed.load(Relaxed);
+        let fresh = !watches.contains_key(&key);
         let watch = watches.entry(key).or_insert(Watch {
             executed,
             since: now,
@@ -258,6 +265,8 @@ fn tick(
             };
             continue;
         }
+        // On one item since the previous look: look again soon.
+        stuck |= !fresh;
         if !looks_blocked(w, watch) || now.duration_since(watch.since) < required || at_cap {
             continue;
         }
@@ -266,7 +275,7 @@ fn tick(
             pool.kick();
         }
     }
-    (true, true)
+    (true, stuck)
 }
 
 /// Samples the worker's thread: its state now, and the share of a CPU it
