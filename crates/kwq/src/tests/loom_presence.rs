@@ -44,6 +44,25 @@ fn shared() -> Arc<Shared> {
     })
 }
 
+/// The worker goes idle, in `go_idle`'s order: under the idle lock, settle
+/// the presumption (uncounting itself unless the monitor did), get listed.
+fn go_idle(s: &Shared) {
+    let mut listed = s.listed.lock();
+    if s.presence.settle_for_idle() {
+        uncount(&s.nr_running);
+    }
+    *listed = true;
+}
+
+/// The worker waits inside `kwq::blocking` (leave_running, rejoin_running).
+fn blocking_wait(s: &Shared) {
+    if s.presence.leave() {
+        uncount(&s.nr_running);
+    }
+    s.nr_running.fetch_add(1, SeqCst);
+    s.presence.rejoin();
+}
+
 fn monitor(s: &Shared) {
     let presumed = {
         let listed = s.listed.lock();
@@ -61,14 +80,8 @@ fn presume_and_release_race_with_go_idle() {
         let s = shared();
         let s2 = s.clone();
         let m = thread::spawn(move || monitor(&s2));
-        {
-            // Worker: the item ended; go idle (go_idle's order).
-            let mut listed = s.listed.lock();
-            if s.presence.settle_for_idle() {
-                uncount(&s.nr_running);
-            }
-            *listed = true;
-        }
+        // Worker: the item ended; go idle.
+        go_idle(&s);
         m.join().unwrap();
         // Idle: not counted.
         assert_eq!(s.nr_running.load(SeqCst), 0);
@@ -82,11 +95,7 @@ fn presume_and_release_race_with_blocking() {
         let s2 = s.clone();
         let m = thread::spawn(move || monitor(&s2));
         // Worker: kwq::blocking around a wait (leave_running/rejoin_running).
-        if s.presence.leave() {
-            uncount(&s.nr_running);
-        }
-        s.nr_running.fetch_add(1, SeqCst);
-        s.presence.rejoin();
+        blocking_wait(&s);
         m.join().unwrap();
         // Back from blocking, still in the item: counted once.
         assert_eq!(s.nr_running.load(SeqCst), 1);
@@ -102,18 +111,8 @@ fn two_presumes_in_a_row_race_with_blocking_then_idle() {
             monitor(&s2);
             monitor(&s2);
         });
-        if s.presence.leave() {
-            uncount(&s.nr_running);
-        }
-        s.nr_running.fetch_add(1, SeqCst);
-        s.presence.rejoin();
-        {
-            let mut listed = s.listed.lock();
-            if s.presence.settle_for_idle() {
-                uncount(&s.nr_running);
-            }
-            *listed = true;
-        }
+        blocking_wait(&s);
+        go_idle(&s);
         m.join().unwrap();
         assert_eq!(s.nr_running.load(SeqCst), 0);
     });
@@ -139,13 +138,7 @@ fn release_counting_late() {
                 }
             }
         });
-        {
-            let mut listed = s.listed.lock();
-            if s.presence.settle_for_idle() {
-                uncount(&s.nr_running);
-            }
-            *listed = true;
-        }
+        go_idle(&s);
         m.join().unwrap();
     });
 }
