@@ -5,14 +5,20 @@
 //! # Protocol
 //!
 //! The caller's thread reads the input frame by frame (walking block
-//! headers, [`crate::frame`]) and decides per frame:
+//! headers, [`crate::frame`], through a 256 KiB buffer) and decides per
+//! frame:
 //!
 //! * **parallel** — the header records a content size of at most
 //!   [`PARALLEL_FRAME_MAX`] (and within the memory limit): the whole frame
 //!   is read into memory and queued; a worker decompresses it with a
-//!   pooled context into a buffer of exactly that size; the ordered stage
-//!   appends the result to the `done` list. Up to `in_flight` frames (and
-//!   at most the memory limit of content) are read ahead.
+//!   pooled context into a recycled buffer of at least that size; the
+//!   ordered stage appends the result to the `done` list. Up to
+//!   `in_flight` frames (and at most the memory limit of content) are read
+//!   ahead. The kwq ring holds `threads` fewer frames than that and is
+//!   built with `caller_runs`, so a caller that finds it full decodes a
+//!   frame no worker has claimed instead of sleeping. Compressed and
+//!   decoded frame buffers both go back to pools (no fresh pages per
+//!   frame).
 //! * **sequential** — no content size, or a larger one (an ordinary
 //!   single-frame `.zst`): the decoder first drains every queued frame,
 //!   then streams this one through libzstd block by block, with the
@@ -49,6 +55,9 @@ pub const DEFAULT_MEMORY_LIMIT: u64 = 128 << 20;
 pub const PARALLEL_FRAME_MAX: u64 = 64 << 20;
 /// Output produced per step of a streamed frame.
 const STREAM_CHUNK: usize = 256 << 10;
+/// The input is read through a buffer this large: frame and block headers
+/// are a few bytes each, and a read per header would cost a system call.
+const READ_BUF: usize = 256 << 10;
 
 type Outcome = Result<Vec<u8>>;
 
@@ -57,7 +66,10 @@ struct Shared {
     ready: Condvar,
     cancelled: AtomicBool,
     contexts: Mutex<Vec<zstd::bulk::Decompressor<'static>>>,
+    /// Decoded-frame buffers handed back by the caller, for reuse.
     buffers: Mutex<Vec<Vec<u8>>>,
+    /// Compressed-frame buffers handed back by the workers, for reuse.
+    inputs: Mutex<Vec<Vec<u8>>>,
     dict: Option<Arc<[u8]>>,
 }
 
@@ -119,13 +131,14 @@ impl Default for DecoderBuilder {
 }
 
 impl DecoderBuilder {
-    /// Defaults: threads = the runtime's concurrency, `in_flight` = 2 ×
+    /// Defaults: threads = the runtime's concurrency, `in_flight` = 3 ×
     /// threads + 1, [`DEFAULT_MEMORY_LIMIT`], no dictionary.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Frames decompressed at once (1 to 64).
+    /// Frames decompressed at once by kwq workers (1 to 64); the calling
+    /// thread decodes one more when the queue is full (module docs).
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = Some(n);
         self
@@ -175,15 +188,16 @@ impl DecoderBuilder {
             .threads
             .unwrap_or_else(|| rt.concurrency())
             .clamp(1, 64);
-        let in_flight = self.in_flight.unwrap_or(2 * threads + 1).max(1);
+        let in_flight = self.in_flight.unwrap_or(3 * threads + 1).max(1);
         let queue = OrderedWorkqueue::builder("kwq-zstd-decode")
             .runtime(&rt)
             .max_active(threads)
-            .max_in_flight(in_flight)
+            .max_in_flight(ring_len(in_flight, threads))
+            .caller_runs(true)
             .build()
             .map_err(|e| Error::Kwq(e.to_string()))?;
         Ok(Decoder {
-            frames: FrameReader::new(src),
+            frames: FrameReader::new(io::BufReader::with_capacity(READ_BUF, src)),
             queue,
             shared: Arc::new(Shared {
                 done: Mutex::new(VecDeque::new()),
@@ -191,6 +205,7 @@ impl DecoderBuilder {
                 cancelled: AtomicBool::new(false),
                 contexts: Mutex::new(Vec::new()),
                 buffers: Mutex::new(Vec::new()),
+                inputs: Mutex::new(Vec::new()),
                 dict: self.dict,
             }),
             queued: VecDeque::new(),
@@ -236,7 +251,7 @@ struct Stream {
 ///
 /// See the [module docs](self) for the protocol.
 pub struct Decoder<R: Read> {
-    frames: FrameReader<R>,
+    frames: FrameReader<io::BufReader<R>>,
     queue: BoxedOrderedWorkqueue<Outcome>,
     shared: Arc<Shared>,
     /// Content sizes of the frames queued and not yet returned.
@@ -326,17 +341,24 @@ impl<R: Read> Decoder<R> {
     }
 
     fn queue_frame(&mut self, at: u64, hdr: FrameHeader, cs: u64) -> Result<()> {
-        let mut frame = std::mem::take(&mut self.hdr_buf);
+        let next = lock(&self.shared.inputs).pop().unwrap_or_default();
+        let mut frame = std::mem::replace(&mut self.hdr_buf, next);
         self.frames
             .read_blocks(&hdr, at, &mut frame, max_frame_len(cs))?;
         let shared = self.shared.clone();
         let shared2 = self.shared.clone();
+        // With `caller_runs`, a full ring makes this thread decode a
+        // queued frame itself instead of sleeping.
         self.queue.queue(
             Box::new(move || {
-                if shared.cancelled.load(Ordering::Relaxed) {
-                    return Ok(Vec::new());
-                }
-                shared.decompress(at, &frame, cs as usize)
+                let r = if shared.cancelled.load(Ordering::Relaxed) {
+                    Ok(Vec::new())
+                } else {
+                    shared.decompress(at, &frame, cs as usize)
+                };
+                frame.clear();
+                lock(&shared.inputs).push(frame);
+                r
             }),
             Box::new(move |r: Outcome| {
                 lock(&shared2.done).push_back(r);
@@ -583,6 +605,18 @@ fn clone_error(e: &Error) -> Error {
 impl<R: Read> Read for Decoder<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.read_checked(buf).map_err(io::Error::from)
+    }
+}
+
+/// Slots of the kwq ring for a decoder reading `in_flight` frames ahead:
+/// `threads` fewer (never under one), so that a full ring still holds
+/// frames no worker has claimed, which the caller then decodes itself
+/// (`caller_runs`) instead of sleeping.
+fn ring_len(in_flight: usize, threads: usize) -> usize {
+    if in_flight > 2 * threads {
+        in_flight - threads
+    } else {
+        in_flight
     }
 }
 

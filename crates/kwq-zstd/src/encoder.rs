@@ -6,17 +6,26 @@
 //! ```text
 //!   caller (write)                 kwq ordered queue                  caller (write/finish)
 //!   fill `cur` to frame_size ─▶ func: compress on a pooled context ─▶ ordered: push to `done`
-//!                                                                     pop `done` in order,
-//!                                                                     write to the sink
+//!                                (the caller too, when the ring is    pop `done` in order,
+//!                                 full: `caller_runs`)                write to the sink
 //! ```
 //!
-//! 1. `write` copies input into the current frame buffer; a full buffer is
-//!    queued (a parallel `func` that compresses it, an `ordered` stage
-//!    that appends the result to the `done` list).
+//! 1. `write` copies input into the current frame buffer (`write_from`
+//!    reads into it directly, asking for the whole room left, so a file is
+//!    read in frame-sized reads); a full buffer is queued (a parallel
+//!    `func` that compresses it, an `ordered` stage that appends the
+//!    result to the `done` list).
 //! 2. Before queueing, the caller writes every finished frame to the sink;
 //!    when `in_flight` frames are queued and not yet written it waits for
 //!    the oldest. The sink is only ever touched by the caller's thread.
-//! 3. `finish` queues the last partial frame (or one empty frame for an
+//! 3. The kwq ring holds `threads` fewer frames than `in_flight` (see
+//!    `ring_len`), and the queue is built with `caller_runs`: when the
+//!    caller finds the ring full, it compresses a frame no worker has
+//!    claimed yet instead of sleeping. So up to `threads + 1` compressions
+//!    run at once, and the thread that reads the input is never idle
+//!    while there is compression to do (on a loaded machine, it also
+//!    holds one more share of the CPU).
+//! 4. `finish` queues the last partial frame (or one empty frame for an
 //!    empty input, so the output is a valid zstd file), writes every frame,
 //!    the seek table, flushes and returns the sink.
 //!
@@ -24,7 +33,9 @@
 //!
 //! * Memory: at most `in_flight` frames exist between queueing and
 //!   writing, each holding its input buffer and then its output buffer,
-//!   plus the frame being filled; buffers are recycled, not reallocated.
+//!   plus the frame being filled; buffers are recycled, not reallocated,
+//!   and a fresh one comes zeroed from the allocator (untouched pages), so
+//!   each page is faulted in once per encoder, by the read that fills it.
 //! * Order: `ordered` stages run in queueing order, so `done` is in input
 //!   order; the caller writes it front to back.
 //! * Errors: the first sink or compression error is kept and returned by
@@ -50,9 +61,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 /// A compressed frame on its way to the sink, with its recycled buffers.
+/// `input` is a whole frame buffer; `len` of its bytes were the frame's.
 struct Done {
     out: Result<Vec<u8>, Error>,
     input: Vec<u8>,
+    len: usize,
 }
 
 #[derive(Default)]
@@ -74,8 +87,10 @@ pub struct EncoderBuilder {
 
 impl EncoderBuilder {
     /// Defaults: [`Params::default`], threads = the runtime's concurrency,
-    /// `in_flight` = 4 × threads (room for frames that finish out of order
-    /// while the oldest is still compressing), seek table on.
+    /// `in_flight` = 3 × threads + 1 (room for frames that finish out of
+    /// order while the oldest is still compressing, and for unclaimed
+    /// frames the caller can compress when it would otherwise wait), seek
+    /// table on.
     pub fn new() -> Self {
         Self::default()
     }
@@ -86,14 +101,16 @@ impl EncoderBuilder {
         self
     }
 
-    /// Frames compressed at once (1 to 64).
+    /// Frames compressed at once by kwq workers (1 to 64); the calling
+    /// thread compresses one more when the queue is full (module docs).
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = Some(n);
         self
     }
 
-    /// Frames allowed between queueing and writing (at least `threads`).
-    /// Memory is about `(in_flight + threads + 1) × 2 × frame size`.
+    /// Frames allowed between queueing and writing (at least `threads`;
+    /// above `2 × threads` the caller helps compress when the queue is
+    /// full). Memory is about `(in_flight + threads + 1) × 2 × frame size`.
     pub fn in_flight(mut self, n: usize) -> Self {
         self.in_flight = Some(n);
         self
@@ -130,18 +147,20 @@ impl EncoderBuilder {
                 self.threads.unwrap_or(0)
             )));
         }
-        let in_flight = self.in_flight.unwrap_or(4 * threads).max(threads);
+        let in_flight = self.in_flight.unwrap_or(3 * threads + 1).max(threads);
         let pool = Arc::new(ContextPool::new(self.params.clone())?);
         let queue = OrderedWorkqueue::builder("kwq-zstd-encode")
             .runtime(&rt)
             .max_active(threads)
-            .max_in_flight(in_flight)
+            .max_in_flight(ring_len(in_flight, threads))
+            .caller_runs(true)
             .build()
             .map_err(|e| Error::Kwq(e.to_string()))?;
         let frame_size = self.params.frame_size;
         Ok(Encoder {
             sink: Some(sink),
-            cur: Vec::with_capacity(frame_size),
+            cur: Vec::new(),
+            fill: 0,
             spare_in: Vec::new(),
             spare_out: Vec::new(),
             queue,
@@ -174,7 +193,10 @@ impl EncoderBuilder {
 /// See the [module docs](self) for the protocol and what `Drop` does.
 pub struct Encoder<W: Write> {
     sink: Option<W>,
+    /// The frame being filled: empty until the first byte arrives, then
+    /// `frame_size` long; `fill` of its bytes are input.
     cur: Vec<u8>,
+    fill: usize,
     spare_in: Vec<Vec<u8>>,
     spare_out: Vec<Vec<u8>>,
     queue: BoxedOrderedWorkqueue<Done>,
@@ -238,31 +260,44 @@ impl<W: Write> Encoder<W> {
         e
     }
 
-    /// Queues the current buffer as one frame.
+    /// Makes `cur` a whole frame buffer (a recycled one if any). Fresh
+    /// buffers are zeroed by the allocator (`calloc`: untouched pages), so
+    /// reads can go straight into them and nothing is initialised twice.
+    fn ensure_cur(&mut self) {
+        if self.cur.is_empty() {
+            self.cur = self
+                .spare_in
+                .pop()
+                .unwrap_or_else(|| vec![0; self.frame_size]);
+        }
+    }
+
+    /// Queues the current buffer (its first `fill` bytes) as one frame.
     fn submit(&mut self) -> io::Result<()> {
         self.write_ready(false)?;
         while self.pending >= self.in_flight {
             self.write_ready(true)?;
         }
-        let fresh = self
-            .spare_in
-            .pop()
-            .unwrap_or_else(|| Vec::with_capacity(self.frame_size));
-        let input = std::mem::replace(&mut self.cur, fresh);
+        self.ensure_cur();
+        let input = std::mem::take(&mut self.cur);
+        let len = std::mem::take(&mut self.fill);
         let mut out = self.spare_out.pop().unwrap_or_default();
         let pool = self.pool.clone();
         let shared = self.shared.clone();
         let shared2 = self.shared.clone();
+        // With `caller_runs`, a full ring makes this thread compress a
+        // queued frame itself instead of sleeping (module docs).
         self.queue.queue(
             Box::new(move || {
                 if shared.cancelled.load(Ordering::Relaxed) {
                     return Done {
                         out: Ok(Vec::new()),
                         input,
+                        len,
                     };
                 }
                 let r = catch_unwind(AssertUnwindSafe(|| {
-                    pool.with(|c| c.compress_into(&input, &mut out))
+                    pool.with(|c| c.compress_into(&input[..len], &mut out))
                 }));
                 let out = match r {
                     Ok(Ok(Ok(_))) => Ok(out),
@@ -272,7 +307,7 @@ impl<W: Write> Encoder<W> {
                         message: "compression panicked".into(),
                     }),
                 };
-                Done { out, input }
+                Done { out, input, len }
             }),
             Box::new(move |d: Done| {
                 shared2
@@ -309,10 +344,8 @@ impl<W: Write> Encoder<W> {
         };
         for d in batch {
             self.pending -= 1;
-            let mut input = d.input;
-            let raw_len = input.len();
-            input.clear();
-            self.spare_in.push(input);
+            let raw_len = d.len;
+            self.spare_in.push(d.input);
             let frame = match d.out {
                 Ok(f) => f,
                 Err(e) => return Err(self.fail(io_err(e))),
@@ -345,7 +378,7 @@ impl<W: Write> Encoder<W> {
     /// earlier `write` returned).
     pub fn finish(mut self) -> io::Result<W> {
         self.sticky()?;
-        if !self.cur.is_empty() || self.frames + self.pending as u64 == 0 {
+        if self.fill > 0 || self.frames + self.pending as u64 == 0 {
             self.submit()?;
         }
         while self.pending > 0 {
@@ -374,8 +407,10 @@ impl<W: Write> Encoder<W> {
     }
 
     /// Reads `src` to its end straight into the frame buffers (one copy
-    /// fewer than `io::copy` into [`Write`]), queueing each full frame.
-    /// Returns the bytes read. Call [`finish`](Self::finish) afterwards.
+    /// fewer than `io::copy` into [`Write`]; each `read` asks for all the
+    /// room left in the frame, so a file is read in whole frames),
+    /// queueing each full frame. Returns the bytes read. Call
+    /// [`finish`](Self::finish) afterwards.
     ///
     /// # Errors
     ///
@@ -384,17 +419,17 @@ impl<W: Write> Encoder<W> {
         let mut total = 0u64;
         loop {
             self.sticky()?;
-            let room = self.frame_size - self.cur.len();
-            let n = match src.take(room as u64).read_to_end(&mut self.cur) {
+            self.ensure_cur();
+            let n = match src.read(&mut self.cur[self.fill..]) {
+                Ok(0) => return Ok(total),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
             total += n as u64;
-            if self.cur.len() == self.frame_size {
+            self.fill += n;
+            if self.fill == self.frame_size {
                 self.submit()?;
-            } else if n < room {
-                return Ok(total);
             }
         }
     }
@@ -412,10 +447,14 @@ impl<W: Write> Encoder<W> {
 impl<W: Write> Write for Encoder<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.sticky()?;
-        let room = self.frame_size - self.cur.len();
-        let n = room.min(buf.len());
-        self.cur.extend_from_slice(&buf[..n]);
-        if self.cur.len() == self.frame_size {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.ensure_cur();
+        let n = (self.frame_size - self.fill).min(buf.len());
+        self.cur[self.fill..self.fill + n].copy_from_slice(&buf[..n]);
+        self.fill += n;
+        if self.fill == self.frame_size {
             self.submit()?;
         }
         Ok(n)
@@ -430,6 +469,19 @@ impl<W: Write> Write for Encoder<W> {
             Some(s) => s.flush().map_err(|e| self.fail(e)),
             None => Ok(()),
         }
+    }
+}
+
+/// Slots of the kwq ring for an encoder allowing `in_flight` frames
+/// between queueing and writing: `threads` fewer, so that while frames
+/// wait in `done` for the caller the ring can fill up, and a full ring has
+/// unclaimed frames for the caller to compress (`caller_runs`). Never
+/// under one slot, never more than `in_flight`.
+fn ring_len(in_flight: usize, threads: usize) -> usize {
+    if in_flight > 2 * threads {
+        in_flight - threads
+    } else {
+        in_flight
     }
 }
 

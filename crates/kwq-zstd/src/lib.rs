@@ -65,15 +65,16 @@
 //!
 //! The default, [`DEFAULT_FRAME_SIZE`] (4 MiB), is within 1% of `pzstd`'s
 //! ratio (0.995×; its frames are about 8 MiB at level 3) while keeping a
-//! 2-thread encoder (8 frames in flight) near 50 MiB of peak RSS and giving 64 frames per
+//! 2-thread encoder (7 frames in flight) near 50 MiB of peak RSS and giving 64 frames per
 //! 256 MiB to spread over threads and to seek in.
 //!
 //! # Memory
 //!
 //! An encoder holds at most `in_flight` frames between queueing and
 //! writing (input, then output) plus the one being filled, and one
-//! compression context per running stage: about `(in_flight + threads + 1)
-//! × 2 × frame size` plus the contexts. The decoder reads ahead at most
+//! compression context per running stage (the calling thread helps when
+//! the queue is full, so up to `threads + 1`): about
+//! `(in_flight + threads + 1) × 2 × frame size` plus the contexts. The decoder reads ahead at most
 //! `in_flight` frames and at most its memory limit of content.
 //!
 //! # Bad input
