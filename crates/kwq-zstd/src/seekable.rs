@@ -18,13 +18,23 @@
 //! one, end with the checksum the table gives; the first disagreement is
 //! an [`Error`], never wrong data. A frame over the memory limit is
 //! [`Error::MemoryLimit`] when read.
+//!
+//! # Read-ahead
+//!
+//! Sequential reads (each frame loaded right after the one before it)
+//! decode the next frames in parallel on kwq's system workqueue, by
+//! default as many as the global runtime's concurrency, within the memory
+//! limit; any other access decodes only the frame it touches. Errors are
+//! reported when the frame that has them is read, never earlier
+//! ([`SeekableReader::read_ahead`]; protocol in `src/ahead.rs`).
 
+use crate::ahead::{DecodePool, ReadAhead, Taken};
 use crate::decoder::DEFAULT_MEMORY_LIMIT;
 use crate::error::{Error, Result};
 use crate::frame::{max_frame_len, trailing_checksum, FrameReader, Start};
 use crate::seektable::{parse_footer, parse_table, table_len, FOOTER_LEN};
 use std::io::{self, Read, Seek, SeekFrom};
-use zstd::zstd_safe::DParameter;
+use std::sync::Arc;
 
 /// Where one frame sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +74,8 @@ pub struct SeekableReader<R> {
     total: u64,
     pos: u64,
     cached: Option<(usize, Vec<u8>)>,
-    dctx: zstd::bulk::Decompressor<'static>,
+    pool: Arc<DecodePool>,
+    ahead: ReadAhead,
     limit: u64,
     frame_buf: Vec<u8>,
 }
@@ -108,11 +119,7 @@ impl<R: Read + Seek> SeekableReader<R> {
         let total = index
             .last()
             .map_or(0, |f| f.decompressed_offset + f.decompressed_len);
-        let mut dctx = zstd::bulk::Decompressor::with_dictionary(dict.unwrap_or(&[]))
-            .map_err(|e| Error::InvalidParameter(format!("dictionary: {e}")))?;
-        let wlog = (63 - memory_limit.max(1024).leading_zeros()).clamp(10, 31);
-        dctx.set_parameter(DParameter::WindowLogMax(wlog))
-            .map_err(|e| Error::InvalidParameter(e.to_string()))?;
+        let pool = Arc::new(DecodePool::new(dict, memory_limit)?);
         Ok(SeekableReader {
             inner,
             index,
@@ -120,7 +127,8 @@ impl<R: Read + Seek> SeekableReader<R> {
             total,
             pos: 0,
             cached: None,
-            dctx,
+            pool,
+            ahead: ReadAhead::new(kwq::Runtime::global().concurrency()),
             limit: memory_limit,
             frame_buf: Vec::new(),
         })
@@ -151,10 +159,20 @@ impl<R: Read + Seek> SeekableReader<R> {
         self.inner
     }
 
-    fn load(&mut self, i: usize) -> Result<()> {
-        if self.cached.as_ref().is_some_and(|(c, _)| *c == i) {
-            return Ok(());
+    /// Frames decoded ahead, in parallel, while reading sequentially
+    /// (default: the global kwq runtime's concurrency; 0 turns it off).
+    /// The frames ahead hold at most the memory limit of content.
+    pub fn read_ahead(&mut self, frames: usize) -> &mut Self {
+        self.ahead.depth = frames;
+        if frames == 0 {
+            self.ahead.clear();
         }
+        self
+    }
+
+    /// Reads frame `i`'s compressed bytes into `buf`, checking them
+    /// against the index.
+    fn read_frame(&mut self, i: usize, buf: &mut Vec<u8>) -> Result<FrameInfo> {
         let f = self.index[i];
         if f.decompressed_len > self.limit {
             return Err(Error::MemoryLimit {
@@ -170,9 +188,9 @@ impl<R: Read + Seek> SeekableReader<R> {
             )));
         }
         self.inner.seek(SeekFrom::Start(f.compressed_offset))?;
-        self.frame_buf.clear();
-        self.frame_buf.resize(f.compressed_len as usize, 0);
-        self.inner.read_exact(&mut self.frame_buf).map_err(|e| {
+        buf.clear();
+        buf.resize(f.compressed_len as usize, 0);
+        self.inner.read_exact(buf).map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {
                 Error::Truncated {
                     frame_offset: f.compressed_offset,
@@ -182,7 +200,7 @@ impl<R: Read + Seek> SeekableReader<R> {
                 Error::Io(e)
             }
         })?;
-        if let (Some(want), Some(have)) = (f.checksum, trailing_checksum(&self.frame_buf)) {
+        if let (Some(want), Some(have)) = (f.checksum, trailing_checksum(buf)) {
             if want != have {
                 return Err(Error::SeekTable(format!(
                     "frame at byte {}: table checksum {want:#010x}, frame checksum {have:#010x}",
@@ -190,24 +208,53 @@ impl<R: Read + Seek> SeekableReader<R> {
                 )));
             }
         }
-        let mut out = self.cached.take().map(|(_, v)| v).unwrap_or_default();
-        out.clear();
-        out.reserve_exact(f.decompressed_len as usize);
-        let n = self
-            .dctx
-            .decompress_to_buffer(&self.frame_buf[..], &mut out)
-            .map_err(|e| Error::zstd(f.compressed_offset, &e))?;
-        if n as u64 != f.decompressed_len {
-            return Err(Error::corrupt(
-                f.compressed_offset,
-                format!(
-                    "frame decodes to {n} bytes, the index says {}",
-                    f.decompressed_len
-                ),
-            ));
+        Ok(f)
+    }
+
+    fn load(&mut self, i: usize) -> Result<()> {
+        if self.cached.as_ref().is_some_and(|(c, _)| *c == i) {
+            return Ok(());
         }
-        self.cached = Some((i, out));
+        let sequential = self.ahead.is_sequential(i);
+        self.ahead.loaded(i);
+        let out = match self.ahead.take(i) {
+            Taken::Done(r) => r?,
+            Taken::Missing => {
+                let mut buf = std::mem::take(&mut self.frame_buf);
+                let r = self
+                    .read_frame(i, &mut buf)
+                    .and_then(|f| self.pool.decode(&f, &buf));
+                self.frame_buf = buf;
+                r?
+            }
+        };
+        if let Some((_, old)) = self.cached.replace((i, out)) {
+            self.pool.recycle(old);
+        }
+        if sequential {
+            self.fill_ahead(i);
+        }
         Ok(())
+    }
+
+    /// Starts decoding the frames after `i` that the window has room for.
+    /// A frame that cannot be read here stops the read-ahead; reading it
+    /// later reports the error.
+    fn fill_ahead(&mut self, i: usize) {
+        while let Some(j) = self.ahead.next_frame(i, self.index.len()) {
+            let f = self.index[j];
+            if !self.ahead.has_room(f.decompressed_len, self.limit) {
+                break;
+            }
+            let mut buf = Vec::new();
+            match self.read_frame(j, &mut buf) {
+                Ok(f) => self.ahead.spawn(j, f, buf, &self.pool),
+                Err(e) => {
+                    tracing::debug!(frame = j, error = %e, "kwq-zstd: read-ahead stopped");
+                    break;
+                }
+            }
+        }
     }
 
     /// Reads at the current position, returning this crate's error type.

@@ -212,3 +212,57 @@ fn zero_length_frames_and_skippable_frames() {
         "{e}"
     );
 }
+
+/// Reads `z` front to back through a `SeekableReader` with `ahead` frames
+/// of read-ahead, in small reads; returns what came out before the first
+/// error, and the error.
+fn seekable_until_error(z: &[u8], ahead: usize) -> (Vec<u8>, Option<Error>) {
+    let mut r = SeekableReader::new(Cursor::new(z)).unwrap();
+    r.read_ahead(ahead);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 1500];
+    loop {
+        match r.read_checked(&mut buf) {
+            Ok(0) => return (out, None),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => return (out, Some(e)),
+        }
+    }
+}
+
+#[test]
+fn read_ahead_reports_an_error_at_its_frame_not_before() {
+    let (data, z) = small();
+    let frames = SeekableReader::new(Cursor::new(&z[..]))
+        .unwrap()
+        .frames()
+        .to_vec();
+    assert!(frames.len() >= 5, "{} frames", frames.len());
+    let third = frames[3];
+    let mut bad = z.clone();
+    bad[third.compressed_offset as usize + 20] ^= 0xFF;
+    for ahead in [0, 1, 4, 64] {
+        let (out, e) = seekable_until_error(&bad, ahead);
+        assert_eq!(
+            out,
+            &data[..third.decompressed_offset as usize],
+            "read-ahead {ahead}: the frames before the bad one come out whole"
+        );
+        let e = e.unwrap_or_else(|| panic!("read-ahead {ahead}: no error"));
+        assert_eq!(e.offset(), Some(third.compressed_offset), "{e}");
+    }
+    // Undamaged: every depth gives the data, with seeks back and forth.
+    for ahead in [0, 1, 4, 64] {
+        let (out, e) = seekable_until_error(&z, ahead);
+        assert!(e.is_none(), "ahead {ahead}: {e:?}");
+        assert_eq!(out, data, "ahead {ahead}");
+        let mut r = SeekableReader::new(Cursor::new(&z[..])).unwrap();
+        r.read_ahead(ahead);
+        let mut got = vec![0u8; 3000];
+        for start in [0usize, 9000, 2000, 12000, 12000, 4096, 15000] {
+            std::io::Seek::seek(&mut r, std::io::SeekFrom::Start(start as u64)).unwrap();
+            r.read_exact(&mut got).unwrap();
+            assert_eq!(got, &data[start..start + 3000], "ahead {ahead} at {start}");
+        }
+    }
+}
