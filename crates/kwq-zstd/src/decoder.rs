@@ -14,11 +14,11 @@
 //!   pooled context into a recycled buffer of at least that size; the
 //!   ordered stage appends the result to the `done` list. Up to
 //!   `in_flight` frames (and at most the memory limit of content) are read
-//!   ahead. The kwq ring holds `threads` fewer frames than that and is
-//!   built with `caller_runs`, so a caller that finds it full decodes a
-//!   frame no worker has claimed instead of sleeping. Compressed and
-//!   decoded frame buffers both go back to pools (no fresh pages per
-//!   frame).
+//!   ahead. Compressed and decoded frame buffers both go back to pools
+//!   (no fresh pages per frame). The caller does not decode: its share
+//!   (reading some 5% of the output's size, handing frames on) is small,
+//!   and a third decoding thread on T cores only time-slices against the
+//!   runners (measured: no gain, `docs/zstd.md`).
 //! * **sequential** — no content size, or a larger one (an ordinary
 //!   single-frame `.zst`): the decoder first drains every queued frame,
 //!   then streams this one through libzstd block by block, with the
@@ -131,14 +131,13 @@ impl Default for DecoderBuilder {
 }
 
 impl DecoderBuilder {
-    /// Defaults: threads = the runtime's concurrency, `in_flight` = 3 ×
+    /// Defaults: threads = the runtime's concurrency, `in_flight` = 2 ×
     /// threads + 1, [`DEFAULT_MEMORY_LIMIT`], no dictionary.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Frames decompressed at once by kwq workers (1 to 64); the calling
-    /// thread decodes one more when the queue is full (module docs).
+    /// Frames decompressed at once (1 to 64).
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = Some(n);
         self
@@ -188,12 +187,11 @@ impl DecoderBuilder {
             .threads
             .unwrap_or_else(|| rt.concurrency())
             .clamp(1, 64);
-        let in_flight = self.in_flight.unwrap_or(3 * threads + 1).max(1);
+        let in_flight = self.in_flight.unwrap_or(2 * threads + 1).max(1);
         let queue = OrderedWorkqueue::builder("kwq-zstd-decode")
             .runtime(&rt)
             .max_active(threads)
-            .max_in_flight(ring_len(in_flight, threads))
-            .caller_runs(true)
+            .max_in_flight(in_flight)
             .build()
             .map_err(|e| Error::Kwq(e.to_string()))?;
         Ok(Decoder {
@@ -347,8 +345,6 @@ impl<R: Read> Decoder<R> {
             .read_blocks(&hdr, at, &mut frame, max_frame_len(cs))?;
         let shared = self.shared.clone();
         let shared2 = self.shared.clone();
-        // With `caller_runs`, a full ring makes this thread decode a
-        // queued frame itself instead of sleeping.
         self.queue.queue(
             Box::new(move || {
                 let r = if shared.cancelled.load(Ordering::Relaxed) {
@@ -605,18 +601,6 @@ fn clone_error(e: &Error) -> Error {
 impl<R: Read> Read for Decoder<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.read_checked(buf).map_err(io::Error::from)
-    }
-}
-
-/// Slots of the kwq ring for a decoder reading `in_flight` frames ahead:
-/// `threads` fewer (never under one), so that a full ring still holds
-/// frames no worker has claimed, which the caller then decodes itself
-/// (`caller_runs`) instead of sleeping.
-fn ring_len(in_flight: usize, threads: usize) -> usize {
-    if in_flight > 2 * threads {
-        in_flight - threads
-    } else {
-        in_flight
     }
 }
 

@@ -18,13 +18,15 @@
 //! 2. Before queueing, the caller writes every finished frame to the sink;
 //!    when `in_flight` frames are queued and not yet written it waits for
 //!    the oldest. The sink is only ever touched by the caller's thread.
-//! 3. The kwq ring holds `threads` fewer frames than `in_flight` (see
-//!    `ring_len`), and the queue is built with `caller_runs`: when the
-//!    caller finds the ring full, it compresses a frame no worker has
-//!    claimed yet instead of sleeping. So up to `threads + 1` compressions
-//!    run at once, and the thread that reads the input is never idle
-//!    while there is compression to do (on a loaded machine, it also
-//!    holds one more share of the CPU).
+//! 3. `threads` counts the caller: the queue has `threads - 1` kwq
+//!    runners (one when `threads` is 1) and is built with `caller_runs`,
+//!    and its ring holds `threads` fewer frames than `in_flight` (see
+//!    `ring_len`). Reading is much faster than compressing, so the ring
+//!    fills, and from then on the caller, finding it full, compresses a
+//!    frame no runner has claimed instead of sleeping: T threads keep T
+//!    cores busy, with no third thread time-slicing against them and no
+//!    hand-off to wait for. The ring keeps unclaimed frames for the
+//!    runners while the caller is busy.
 //! 4. `finish` queues the last partial frame (or one empty frame for an
 //!    empty input, so the output is a valid zstd file), writes every frame,
 //!    the seek table, flushes and returns the sink.
@@ -101,16 +103,18 @@ impl EncoderBuilder {
         self
     }
 
-    /// Frames compressed at once by kwq workers (1 to 64); the calling
-    /// thread compresses one more when the queue is full (module docs).
+    /// Threads compressing at once (1 to 64), the calling thread included:
+    /// `threads - 1` kwq runners plus the caller, which compresses whenever
+    /// the queue is full (module docs). With 1, one runner compresses and
+    /// the caller only reads and writes.
     pub fn threads(mut self, n: usize) -> Self {
         self.threads = Some(n);
         self
     }
 
-    /// Frames allowed between queueing and writing (at least `threads`;
-    /// above `2 × threads` the caller helps compress when the queue is
-    /// full). Memory is about `(in_flight + threads + 1) × 2 × frame size`.
+    /// Frames allowed between queueing and writing (raised to at least
+    /// `threads + 1`). Memory is about `(in_flight + threads + 1) × 2 ×
+    /// frame size`.
     pub fn in_flight(mut self, n: usize) -> Self {
         self.in_flight = Some(n);
         self
@@ -147,13 +151,13 @@ impl EncoderBuilder {
                 self.threads.unwrap_or(0)
             )));
         }
-        let in_flight = self.in_flight.unwrap_or(3 * threads + 1).max(threads);
+        let in_flight = self.in_flight.unwrap_or(3 * threads + 1).max(threads + 1);
         let pool = Arc::new(ContextPool::new(self.params.clone())?);
         let queue = OrderedWorkqueue::builder("kwq-zstd-encode")
             .runtime(&rt)
-            .max_active(threads)
+            .max_active(runners(threads))
             .max_in_flight(ring_len(in_flight, threads))
-            .caller_runs(true)
+            .caller_runs(threads >= 2)
             .build()
             .map_err(|e| Error::Kwq(e.to_string()))?;
         let frame_size = self.params.frame_size;
@@ -472,17 +476,30 @@ impl<W: Write> Write for Encoder<W> {
     }
 }
 
+/// kwq runners for `threads` compressing threads: the caller is one of
+/// them (it compresses whenever the ring is full), so `threads - 1`, and
+/// one for a single thread (the caller then only reads and writes).
+fn runners(threads: usize) -> usize {
+    threads.saturating_sub(1).max(1)
+}
+
 /// Slots of the kwq ring for an encoder allowing `in_flight` frames
-/// between queueing and writing: `threads` fewer, so that while frames
-/// wait in `done` for the caller the ring can fill up, and a full ring has
-/// unclaimed frames for the caller to compress (`caller_runs`). Never
-/// under one slot, never more than `in_flight`.
+/// between queueing and writing. With a helping caller (`threads` ≥ 2) the
+/// ring must be shorter than `in_flight`, or the caller would wait for a
+/// written frame before it ever found the ring full; aim for `threads`
+/// fewer, so frames waiting in `done` leave room for the ring to fill and a
+/// full ring holds unclaimed frames for the runners while the caller
+/// compresses one; and never under one frame per runner plus one for the
+/// caller.
 fn ring_len(in_flight: usize, threads: usize) -> usize {
-    if in_flight > 2 * threads {
-        in_flight - threads
-    } else {
-        in_flight
+    if threads < 2 {
+        return in_flight;
     }
+    in_flight
+        .saturating_sub(threads)
+        .max(runners(threads) + 1)
+        .min(in_flight - 1)
+        .max(1)
 }
 
 impl<W: Write> Drop for Encoder<W> {
@@ -491,5 +508,31 @@ impl<W: Write> Drop for Encoder<W> {
         // The queue's own drop waits for the stages in flight; cancelled
         // ones return at once. Collect their panics so nothing is printed.
         let _ = self.queue.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ring_len, runners};
+
+    #[test]
+    fn the_caller_can_always_find_the_ring_full() {
+        for threads in 1..=64 {
+            for in_flight in threads + 1..=4 * threads + 8 {
+                let ring = ring_len(in_flight, threads);
+                assert!(ring >= 1 && ring <= in_flight, "{threads} {in_flight}");
+                if threads >= 2 {
+                    assert!(ring < in_flight, "{threads} {in_flight}: {ring}");
+                    assert!(
+                        ring >= (runners(threads) + 1).min(in_flight - 1),
+                        "{threads} {in_flight}: {ring}"
+                    );
+                }
+            }
+        }
+        assert_eq!(ring_len(7, 2), 5);
+        assert_eq!(runners(1), 1);
+        assert_eq!(runners(2), 1);
+        assert_eq!(runners(8), 7);
     }
 }

@@ -72,8 +72,8 @@
 //!
 //! An encoder holds at most `in_flight` frames between queueing and
 //! writing (input, then output) plus the one being filled, and one
-//! compression context per running stage (the calling thread helps when
-//! the queue is full, so up to `threads + 1`): about
+//! compression context per running stage (`threads` of them, the calling
+//! thread included, which compresses when the queue is full): about
 //! `(in_flight + threads + 1) × 2 × frame size` plus the contexts. The decoder reads ahead at most
 //! `in_flight` frames and at most its memory limit of content.
 //!
