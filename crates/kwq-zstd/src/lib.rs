@@ -65,7 +65,7 @@
 //!
 //! The default, [`DEFAULT_FRAME_SIZE`] (4 MiB), is within 1% of `pzstd`'s
 //! ratio (0.995×; its frames are about 8 MiB at level 3) while keeping a
-//! 2-thread encoder (7 frames in flight) near 50 MiB of peak RSS and giving 64 frames per
+//! 2-thread encoder (7 frames in flight) near 53 MiB of peak RSS and giving 64 frames per
 //! 256 MiB to spread over threads and to seek in.
 //!
 //! # Memory
