@@ -9,8 +9,7 @@
 //! its own items. Those would wait forever; kwq panics with a message naming
 //! the item and workqueue instead, as `RefCell` does for a double borrow.
 
-use crate::pool::{Pool, WorkerShared};
-use crate::sync::atomic::Ordering::Relaxed;
+use crate::exec::{Pool, WorkerShared};
 use crate::sync::{thread_local, Arc};
 use crate::work::WorkInner;
 use crate::workqueue::WqInner;
@@ -68,11 +67,7 @@ impl WorkerCtx {
         let depth = self.blocking.get();
         self.blocking.set(depth + 1);
         if depth == 0 {
-            self.shared.blocked.store(true, Relaxed);
-            // If the monitor presumed us blocked, it uncounted us already.
-            if self.shared.presence.leave() {
-                self.pool.enter_blocking();
-            }
+            self.pool.leave_running(&self.shared);
         }
     }
 
@@ -81,10 +76,7 @@ impl WorkerCtx {
         let depth = self.blocking.get() - 1;
         self.blocking.set(depth);
         if depth == 0 {
-            // Count first, then say so (`presence` module rules).
-            self.pool.exit_blocking();
-            self.shared.presence.rejoin();
-            self.shared.blocked.store(false, Relaxed);
+            self.pool.rejoin_running(&self.shared);
         }
     }
 

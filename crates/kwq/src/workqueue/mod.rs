@@ -28,9 +28,10 @@ pub(crate) use rescue::Rescue;
 
 use crate::current;
 use crate::error::{BuildError, QueueError, SetMaxActiveError, ShutdownError, TryQueueFnError};
+use crate::exec::Pool;
 use crate::join::JoinHandle;
 use crate::pool::policy::{DFL_MAX_ACTIVE, MAX_ACTIVE};
-use crate::pool::{Pool, PoolAttrs};
+use crate::pool::PoolAttrs;
 use crate::report::{Warning, WarningKind};
 use crate::runtime::{Runtime, RuntimeInner};
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};

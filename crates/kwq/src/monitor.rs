@@ -50,7 +50,7 @@
 //! work waits): in a pool whose items finish, the monitor reads a few
 //! counters per tick and nothing else.
 
-use super::{Pool, WorkerShared};
+use crate::exec::{Pool, WorkerShared};
 use crate::report::{Warning, WarningKind};
 use crate::runtime::RuntimeInner;
 use crate::sync::atomic::{AtomicBool, Ordering::*};
@@ -356,10 +356,10 @@ fn report(
         return;
     }
     let item = w
-        .cur_work
+        .cur_item
         .lock()
         .as_ref()
-        .map(|i| format!("work '{}'", i.name()))
+        .map(|i| format!("work '{}'", i.item_name()))
         .unwrap_or_else(|| "a job".to_string());
     let mut msg = format!(
         "pool {}: worker {} blocked in {item} for {} ms outside kwq::blocking; another worker \
