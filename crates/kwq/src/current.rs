@@ -96,10 +96,11 @@ impl WorkerCtx {
     }
 
     /// Drops `wq` later, in a batch (see `graveyard`).
+    #[inline(always)]
     pub(crate) fn drop_later(&self, wq: Arc<WqInner>) {
         let mut g = self.graveyard.borrow_mut();
         if g.len() >= GRAVEYARD {
-            g.clear();
+            bury(&mut g);
         }
         g.push(wq);
     }
@@ -116,6 +117,13 @@ impl WorkerCtx {
         self.running.set(r);
         out
     }
+}
+
+/// Empties a full graveyard (out of line: once per `GRAVEYARD` items).
+#[cold]
+#[inline(never)]
+fn bury(g: &mut Vec<Arc<WqInner>>) {
+    g.clear();
 }
 
 thread_local! {

@@ -122,6 +122,7 @@ fn retire_stale(ctx: &WorkerCtx, task: Task) {
 /// `process_one_work`. `max_active` admission already happened when the
 /// task was queued (`WqInner::submit`); a token whose instance was
 /// cancelled or superseded is retired unrun.
+#[inline]
 fn process(pool: &Arc<Pool>, me: &WorkerShared, ctx: &WorkerCtx, task: Task) {
     match &task.payload {
         Payload::Job(_) => run_job(pool, me, ctx, task),
