@@ -36,6 +36,10 @@ use crate::sync::{hint, Arc, Parker, PoolArc};
 const SPIN_POLLS: u32 = 16;
 /// Cap on the backoff between empty polls (256 pauses).
 const MAX_BACKOFF_SHIFT: u32 = 8;
+/// Under loom a worker goes idle at its first empty poll. Each further
+/// poll (and its yields) costs the model preemptions to get past: with one
+/// poll, `LOOM_MAX_PREEMPTIONS=2` (CI's bound) no longer finds the seeded
+/// lost wake-up of `tests/loom_worker.rs`.
 #[cfg(kwq_loom)]
 const SPIN_POLLS: u32 = 0;
 
