@@ -79,7 +79,7 @@ impl Schedule for Config {
         ctx
     }
 
-    #[inline(always)]
+    #[inline]
     fn run(pool: &Arc<Pool>, me: &WorkerShared, ctx: &Rc<WorkerCtx>, task: Task) {
         process(pool, me, ctx, task);
     }

@@ -174,7 +174,7 @@ impl<S: Schedule> SleepState for Pool<S> {
     }
     #[inline]
     fn max_workers(&self) -> usize {
-        self.max_workers
+        self.cfg.max_workers()
     }
     #[inline]
     fn nr_running(&self) -> &AtomicUsize {
@@ -205,7 +205,6 @@ pub(crate) struct Pool<S: Schedule> {
     /// The layer above: its settings, and how tasks run.
     pub(crate) cfg: Arc<S>,
     concurrency: Concurrency,
-    max_workers: usize,
     pub(crate) worklist: Fifo<S::Task>,
     nr_running: AtomicUsize,
     nr_idle: AtomicUsize,
@@ -249,7 +248,6 @@ impl<S: Schedule> Pool<S> {
         let pool = PoolArc::new(Pool {
             id,
             attrs,
-            max_workers: cfg.max_workers(),
             cfg,
             concurrency,
             worklist: Fifo::new(),
