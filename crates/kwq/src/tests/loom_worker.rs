@@ -1,5 +1,6 @@
 //! Loom models of the real worker pool: `Pool::new`, `push`, `manage`,
-//! `worker::main` with its spin-then-idle loop, the idle handshake in
+//! `worker::main` (which goes idle at its first empty poll under loom:
+//! `SPIN_POLLS` is 0 there), the idle handshake in
 //! `pool/sleep.rs`, `leave_running` / `rejoin_running` (what
 //! `kwq::blocking` calls) and the monitor's `presume_blocked` /
 //! `release_presumed` — the code the runtime runs, compiled as it is, with
