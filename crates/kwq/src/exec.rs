@@ -125,9 +125,9 @@ fn retire_stale(ctx: &WorkerCtx, task: Task) {
 #[inline]
 fn process(pool: &Arc<Pool>, me: &WorkerShared, ctx: &WorkerCtx, task: Task) {
     match &task.payload {
-        Payload::Job(_) => run_job(pool, me, ctx, task),
+        Payload::Job(j) if !j.is_marker() => run_job(pool, me, ctx, task),
         Payload::Work { .. } => process_work(pool, me, ctx, task),
-        Payload::Pull(_) => pull(pool, me, ctx, task),
+        Payload::Job(_) => pull(pool, me, ctx, task),
     }
 }
 
@@ -135,16 +135,11 @@ fn process(pool: &Arc<Pool>, me: &WorkerShared, ctx: &WorkerCtx, task: Task) {
 /// The token itself was never counted, so nothing is retired for it.
 #[inline(never)]
 fn pull(pool: &Arc<Pool>, me: &WorkerShared, ctx: &WorkerCtx, token: Task) {
-    let Task {
-        payload: Payload::Pull(rescue),
-        wq,
-        ..
-    } = token
-    else {
-        unreachable!("pull takes pull tokens")
-    };
+    // The marker job holds nothing; the token's queue has the FIFO.
+    let Task { wq, .. } = token;
+    let rescue = wq.rescue().cloned();
     ctx.drop_later(wq);
-    if let Some(task) = rescue.pull() {
+    if let Some(task) = rescue.and_then(|r| r.pull()) {
         process(pool, me, ctx, task);
     }
 }

@@ -189,11 +189,16 @@ impl WqInner {
         let wq = task.wq.clone();
         r.push(task);
         pool.push(Task {
-            payload: Payload::Pull(r.clone()),
+            payload: Payload::Job(crate::job::Job::marker()),
             wq,
             color: 0,
             admitted: false,
         });
+    }
+
+    /// The rescuer's FIFO, if the queue was built with `rescuer()`.
+    pub(crate) fn rescue(&self) -> Option<&Arc<Rescue>> {
+        self.rescue.as_ref()
     }
 
     /// The rescuer (if any) exits once nothing waits for it.
