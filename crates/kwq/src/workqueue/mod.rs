@@ -602,8 +602,8 @@ impl Workqueue {
         T: Send + 'static,
     {
         let packet = crate::join::Packet::new();
-        let completer = crate::join::Completer::new(packet.clone());
-        match self.try_queue_fn(move || completer.run(f)) {
+        let sender = crate::join::ResultSender::new(packet.clone());
+        match self.try_queue_fn(move || sender.run(f)) {
             Ok(()) => JoinHandle::new(packet),
             Err(e) => {
                 let err = e.error().clone();
