@@ -213,6 +213,9 @@ impl RuntimeBuilder {
 
     /// Called on the watchdog thread with each lockup report (which holds a
     /// state dump). Every report also goes to `tracing` (level `ERROR`).
+    /// The watchdog waits for the hook: a hook that blocks (on a slow sink,
+    /// say) delays the runtime's next lockup checks, so hand slow work to
+    /// another thread.
     pub fn on_lockup<F>(mut self, f: F) -> Self
     where
         F: Fn(&LockupReport) + Send + Sync + 'static,
