@@ -46,7 +46,7 @@ pub(crate) use data::read_extent as data_read_extent;
 pub use data::MAX_FILE_SIZE;
 
 /// Default bytes of file data per extent (see `docs/store.md` for why).
-pub const DEFAULT_EXTENT_SIZE: u32 = 256 * 1024;
+pub const DEFAULT_EXTENT_SIZE: u32 = 512 * 1024;
 
 /// Options for [`Store::format`] and [`Store::mount`].
 #[derive(Debug, Clone)]
