@@ -57,7 +57,7 @@ pub use error::{Result, StoreError};
 pub use faulty::{FaultyDevice, Rng};
 pub use format::{BLOCK, VERSION};
 pub use fsck::{fsck, FsckReport};
-pub use inode::{Attr, DirEntry, FileKind, SetAttr, StatFs, Timestamp, ROOT_INO};
+pub use inode::{Attr, DirEntry, FileKind, SetAttr, StatFs, Timestamp, INLINE_MAX, ROOT_INO};
 pub use stack::StoreFileDevice;
 pub use store::{Options, Store, DEFAULT_EXTENT_SIZE, MAX_FILE_SIZE};
 

@@ -129,9 +129,12 @@ impl Shared {
     fn write_back(&self, st: &mut State, txn: u64) -> Result<()> {
         let es = self.extent_size as u64;
 
-        // 1–2: data.
+        // 1–2: data. A small file's only chunk becomes inline bytes in the
+        // metadata (installed in step 4, written in step 5) instead of an
+        // extent; its trailing zeros are dropped (they read back as zeros).
         let dirty = std::mem::take(&mut st.dirty);
         let mut jobs: Vec<(Key, u32)> = Vec::new();
+        let mut inline_jobs: Vec<(u64, Vec<u8>)> = Vec::new();
         let results: Slots = Arc::default();
         for (&(ino, chunk), buf) in &dirty {
             let size = match st.inodes.get(&ino).map(|i| &i.body) {
@@ -142,7 +145,17 @@ impl Shared {
             if start >= size {
                 continue;
             }
-            let logical = (size - start).min(es) as u32;
+            // The buffer may end before the file's size in this chunk
+            // (the file grew with a hole): the extent ends with it.
+            let logical = (size - start).min(es).min(buf.len() as u64) as u32;
+            if chunk == 0 && size <= crate::INLINE_MAX {
+                let end = buf[..logical as usize]
+                    .iter()
+                    .rposition(|&b| b != 0)
+                    .map_or(0, |i| i + 1);
+                inline_jobs.push((ino, buf[..end].to_vec()));
+                continue;
+            }
             let idx = jobs.len();
             jobs.push(((ino, chunk), logical));
             lock(&results).push(None);
@@ -217,10 +230,27 @@ impl Shared {
         st.dirty_bytes = 0;
         for (((ino, chunk), _), new) in jobs.into_iter().zip(written) {
             let old = match st.inodes.get_mut(&ino).map(|i| &mut i.body) {
-                Some(Body::File { chunks, .. }) => match new {
-                    Some(e) => chunks.insert(chunk, e),
-                    None => chunks.remove(&chunk),
-                },
+                Some(Body::File { chunks, inline, .. }) => {
+                    if chunk == 0 {
+                        inline.clear();
+                    }
+                    match new {
+                        Some(e) => chunks.insert(chunk, e),
+                        None => chunks.remove(&chunk),
+                    }
+                }
+                _ => None,
+            };
+            if let Some(old) = old {
+                self.release_extent(st, &old);
+            }
+        }
+        for (ino, bytes) in inline_jobs {
+            let old = match st.inodes.get_mut(&ino).map(|i| &mut i.body) {
+                Some(Body::File { chunks, inline, .. }) => {
+                    *inline = bytes;
+                    chunks.remove(&0)
+                }
                 _ => None,
             };
             if let Some(old) = old {
@@ -274,6 +304,7 @@ impl Shared {
         st.gen = txn;
         st.changed = false;
         let sb = Superblock {
+            version: crate::format::VERSION,
             extent_size: self.extent_size,
             gen: txn,
             dev_blocks: lock(&self.alloc).blocks(),

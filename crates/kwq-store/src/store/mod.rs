@@ -459,7 +459,7 @@ pub(crate) fn load(
         "metadata",
         sb.index.block * BLOCK,
     )?;
-    let inodes = decode_inodes(&blob, sb.extent_size)?;
+    let inodes = decode_inodes(&blob, sb.extent_size, sb.version)?;
     for i in inodes.values() {
         if let Body::File { chunks, .. } = &i.body {
             for e in chunks.values() {
