@@ -107,6 +107,17 @@ impl Shared {
         if !st.changed && st.dirty.is_empty() {
             return Ok(());
         }
+        // Wait for readers still decompressing extents they found before
+        // this commit (they hold no state lock, so they finish).
+        let _pin = match self.pin.try_write() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => kwq::blocking(|| {
+                self.pin
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            }),
+        };
         let txn = st.gen + 1;
         match self.write_back(st, txn) {
             Ok(()) => self.commit_meta(st, txn),
@@ -264,7 +275,8 @@ impl Shared {
     fn commit_meta(&self, st: &mut State, txn: u64) -> Result<()> {
         // 5: metadata.
         let blob = encode_inodes(st.inodes.iter().filter(|(_, i)| i.nlink > 0));
-        let packed = zstd::bulk::compress(&blob, self.opts.level).map_err(StoreError::Io)?;
+        let packed = crate::compress::compress(&blob, self.opts.level)
+            .ok_or_else(|| StoreError::Io(std::io::Error::other("metadata compression failed")))?;
         let mut index = MetaIndex {
             raw_len: blob.len() as u64,
             packed_len: packed.len() as u64,

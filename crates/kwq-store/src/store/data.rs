@@ -39,32 +39,63 @@ impl Store {
     /// `NotFound`, `IsDir` / `Invalid` for a non-file, `Corrupt` when an
     /// extent in the range fails its checksum, device errors.
     pub fn read_at(&self, ino: u64, off: u64, buf: &mut [u8]) -> Result<usize> {
-        let st = self.state();
-        let size = file_size(&st, ino)?;
-        if off >= size || buf.is_empty() {
-            return Ok(0);
-        }
-        let n = (size - off).min(buf.len() as u64) as usize;
-        let es = self.shared.extent_size as u64;
+        // Under the state lock: a snapshot of where each chunk's bytes are
+        // (dirty buffers are shared, not copied). Then, holding only the
+        // read pin, read and decompress extents: other operations run
+        // meanwhile, and the read is linearized at the snapshot.
+        let (n, parts, _pin) = {
+            let st = self.state();
+            let size = file_size(&st, ino)?;
+            if off >= size || buf.is_empty() {
+                return Ok(0);
+            }
+            let n = (size - off).min(buf.len() as u64) as usize;
+            let es = self.shared.extent_size as u64;
+            let mut parts = Vec::new();
+            let mut done = 0usize;
+            while done < n {
+                let pos = off + done as u64;
+                let (chunk, within) = (pos / es, (pos % es) as usize);
+                let take = (es as usize - within).min(n - done);
+                let part = match st.dirty.get(&(ino, chunk)) {
+                    Some(d) => Part::Dirty(Arc::clone(d)),
+                    None => match st.inodes.get(&ino).map(|i| &i.body) {
+                        Some(Body::File { chunks, inline, .. }) => match chunks.get(&chunk) {
+                            Some(e) => Part::Extent(*e),
+                            None if chunk == 0 => Part::Bytes(inline.clone()),
+                            None => Part::Bytes(Vec::new()),
+                        },
+                        _ => Part::Bytes(Vec::new()),
+                    },
+                };
+                parts.push((within, take, part));
+                done += take;
+            }
+            let pin = self
+                .shared
+                .pin
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            (n, parts, pin)
+        };
         let mut done = 0usize;
-        while done < n {
-            let pos = off + done as u64;
-            let (chunk, within) = (pos / es, (pos % es) as usize);
-            let take = (es as usize - within).min(n - done);
-            let dst = &mut buf[done..done + take];
+        for (within, take, part) in parts {
+            let loaded;
+            let have: &[u8] = match &part {
+                Part::Dirty(d) => d,
+                Part::Bytes(b) => b,
+                Part::Extent(e) => {
+                    loaded = self.read_extent(e)?;
+                    &loaded
+                }
+            };
             // Every form of the chunk may end before `within` (the file
             // grew past it with a hole): what it lacks reads as zeros.
-            let loaded;
-            let have: &[u8] = if let Some(d) = st.dirty.get(&(ino, chunk)) {
-                d
-            } else {
-                loaded = self.load_clean(&st, ino, chunk)?;
-                &loaded
-            };
+            let dst = &mut buf[done..done + take];
             let avail = have.get(within..).unwrap_or(&[]);
-            let n = avail.len().min(take);
-            dst[..n].copy_from_slice(&avail[..n]);
-            dst[n..].fill(0);
+            let k = avail.len().min(take);
+            dst[..k].copy_from_slice(&avail[..k]);
+            dst[k..].fill(0);
             done += take;
         }
         Ok(n)
@@ -270,6 +301,16 @@ fn file_size(st: &State, ino: u64) -> Result<u64> {
         Body::Dir { .. } => Err(StoreError::IsDir),
         Body::Symlink { .. } => Err(StoreError::Invalid("not a regular file")),
     }
+}
+
+/// Where a chunk's bytes are, as a read found them under the state lock.
+enum Part {
+    /// A dirty buffer (shared: a later write copies it first).
+    Dirty(Arc<Vec<u8>>),
+    /// Inline bytes (copied) or a hole (empty).
+    Bytes(Vec<u8>),
+    /// A committed extent, read after the state lock is dropped.
+    Extent(Extent),
 }
 
 /// Bytes a clean chunk holds (its extent's logical length, its inline
