@@ -274,7 +274,10 @@ impl Shared {
     /// Steps 5–7: writes the namespace and the superblock.
     fn commit_meta(&self, st: &mut State, txn: u64) -> Result<()> {
         // 5: metadata.
-        let blob = encode_inodes(st.inodes.iter().filter(|(_, i)| i.nlink > 0));
+        let blob = encode_inodes(
+            st.inodes.iter().filter(|(_, i)| i.nlink > 0),
+            crate::format::VERSION,
+        );
         let packed = crate::compress::compress(&blob, self.opts.level)
             .ok_or_else(|| StoreError::Io(std::io::Error::other("metadata compression failed")))?;
         let mut index = MetaIndex {
