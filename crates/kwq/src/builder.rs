@@ -267,7 +267,7 @@ impl RuntimeBuilder {
             monitor: Arc::default(),
         }));
         if self.detect_blocking {
-            crate::pool::start_monitor(&inner);
+            crate::monitor::start(&inner);
         }
         if let Some(thresh) = self.watchdog.filter(|d| !d.is_zero()) {
             crate::watchdog::start(&inner, thresh);
