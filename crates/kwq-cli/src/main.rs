@@ -16,6 +16,7 @@ mod compress_io;
 mod compress_list;
 mod demo;
 mod model;
+mod stack_corpus;
 mod store;
 mod store_stack;
 

@@ -238,13 +238,15 @@ pub fn fsck(a: FsckArgs) -> Result<ExitCode> {
         println!("error: {e}");
     }
     println!(
-        "{}: generation {} (slot {}), {} inodes, {} extents, {} data bytes, {}/{} blocks used: {}",
+        "{}: generation {} (slot {}), {} inodes, {} extents, {} data bytes, {} inline files ({} bytes), {}/{} blocks used: {}",
         a.image,
         rep.generation,
         rep.slot,
         rep.inodes,
         rep.extents,
         rep.data_bytes,
+        rep.inline_files,
+        rep.inline_bytes,
         rep.used_blocks,
         rep.blocks,
         if rep.is_clean() { "clean" } else { "ERRORS" }

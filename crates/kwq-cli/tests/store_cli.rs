@@ -81,3 +81,34 @@ fn mkfs_put_cat_rm_fsck_nested() {
         Some(8)
     );
 }
+
+/// `kwq stack` as the README runs it, at a small size: both levels are
+/// written, measured, fsck'd and compared; piped, it draws no progress bar.
+#[test]
+fn stack_writes_measures_and_verifies_both_levels() {
+    let o = kwq(&["stack", "--mib", "6"], None);
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{out}\n{err}");
+    for level in ["upper", "lower"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{level}: ")) && l.contains("MB/s"))
+            .unwrap_or_else(|| panic!("no {level} line in {out}"));
+        let ratio: f64 = line
+            .rsplit("ratio ")
+            .next()
+            .and_then(|r| r.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no ratio in {line}"));
+        assert!((3.0..20.0).contains(&ratio), "{line}");
+        assert!(
+            out.contains(&format!("{level}: fsck clean"))
+                && out.contains("remounted, every byte matches"),
+            "{out}"
+        );
+    }
+    assert!(
+        !err.contains("MiB/s") && !err.contains('['),
+        "progress bar on a pipe: {err}"
+    );
+}

@@ -1,4 +1,4 @@
-//! The on-disk format, version 1. All integers little-endian.
+//! The on-disk format, version 2. All integers little-endian.
 //!
 //! # Layout
 //!
@@ -12,12 +12,15 @@
 //!
 //! Blocks are [`BLOCK`] bytes.
 //!
+//! Version 2 added inline file data; version 1 images mount (their files
+//! have none) and are written as version 2 by their next commit.
+//!
 //! # Superblock (first 96 bytes of its block, rest zero)
 //!
 //! | off | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `KWQSTOR\x01` |
-//! | 8 | 4 | format version (1) |
+//! | 8 | 4 | format version (2; 1 is read too) |
 //! | 12 | 4 | block size |
 //! | 16 | 4 | extent size (bytes of file data per chunk) |
 //! | 20 | 4 | reserved, 0 |
@@ -53,7 +56,9 @@
 //!
 //! * file: `u64 size, u32 extent count`, per extent `u64 chunk, u64 block,
 //!   u32 disk bytes, u32 logical bytes, u8 flags (bit 0 = zstd), u32
-//!   crc32c, u64 generation`;
+//!   crc32c, u64 generation`; then (version 2) `u32 inline len, inline
+//!   bytes`: chunk 0's data kept in the metadata (at most `INLINE_MAX`
+//!   bytes, never together with an extent for chunk 0; zero length = none);
 //! * dir: `u64 parent, u32 entry count`, per entry `u16 name len, name,
 //!   u64 ino`;
 //! * symlink: `u32 len, target`.
@@ -61,14 +66,16 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Result, StoreError};
-use crate::inode::{Body, Extent, Inode, Timestamp};
+use crate::inode::{Body, Extent, Inode, Timestamp, INLINE_MAX};
 
 /// Device block size in bytes.
 pub const BLOCK: u64 = 4096;
 /// Largest metadata piece in bytes.
 pub const META_PIECE: usize = 256 * 1024;
 /// Format version written by this crate.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// Oldest format version this crate mounts (version 1 has no inline data).
+pub const OLDEST_VERSION: u32 = 1;
 const MAGIC: &[u8; 8] = b"KWQSTOR\x01";
 const SB_CRC_AT: usize = 92;
 
@@ -94,6 +101,9 @@ pub(crate) fn blocks_for(bytes: u64) -> u64 {
 /// A decoded superblock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Superblock {
+    /// Format version (written: [`VERSION`]; read: any from
+    /// [`OLDEST_VERSION`]).
+    pub version: u32,
     pub extent_size: u32,
     pub gen: u64,
     pub dev_blocks: u64,
@@ -105,7 +115,7 @@ impl Superblock {
     pub(crate) fn encode(&self) -> Vec<u8> {
         let mut b = vec![0u8; BLOCK as usize];
         b[0..8].copy_from_slice(MAGIC);
-        b[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        b[8..12].copy_from_slice(&self.version.to_le_bytes());
         b[12..16].copy_from_slice(&(BLOCK as u32).to_le_bytes());
         b[16..20].copy_from_slice(&self.extent_size.to_le_bytes());
         b[24..32].copy_from_slice(&self.gen.to_le_bytes());
@@ -136,9 +146,9 @@ impl Superblock {
         let version = field()?;
         let bs = field()?;
         let extent_size = field()?;
-        if version != VERSION {
+        if !(OLDEST_VERSION..=VERSION).contains(&version) {
             return Err(format!(
-                "format version {version}, this build reads {VERSION}"
+                "format version {version}, this build reads {OLDEST_VERSION} to {VERSION}"
             ));
         }
         if bs as u64 != BLOCK {
@@ -150,6 +160,7 @@ impl Superblock {
         let mut d = Decoder::new(&b[24..64]);
         let err = |e: StoreError| e.to_string();
         Ok(Self {
+            version,
             extent_size,
             gen: d.u64().map_err(err)?,
             dev_blocks: d.u64().map_err(err)?,
@@ -247,8 +258,13 @@ fn bad(msg: &str) -> StoreError {
     StoreError::BadImage(msg.to_string())
 }
 
-/// Encodes the inodes that belong in a commit (those with links).
-pub(crate) fn encode_inodes<'a>(inodes: impl Iterator<Item = (&'a u64, &'a Inode)>) -> Vec<u8> {
+/// Encodes the inodes that belong in a commit (those with links), in
+/// format `version` (the store writes [`VERSION`]; version 1, which has no
+/// inline data, is written only by tests of the upgrade path).
+pub(crate) fn encode_inodes<'a>(
+    inodes: impl Iterator<Item = (&'a u64, &'a Inode)>,
+    version: u32,
+) -> Vec<u8> {
     let mut body = Encoder::default();
     let mut count = 0u64;
     for (&ino, i) in inodes {
@@ -268,7 +284,11 @@ pub(crate) fn encode_inodes<'a>(inodes: impl Iterator<Item = (&'a u64, &'a Inode
             body.bytes32(v);
         }
         match &i.body {
-            Body::File { size, chunks } => {
+            Body::File {
+                size,
+                chunks,
+                inline,
+            } => {
                 body.u64(*size);
                 body.u32(chunks.len() as u32);
                 for (&c, e) in chunks {
@@ -279,6 +299,9 @@ pub(crate) fn encode_inodes<'a>(inodes: impl Iterator<Item = (&'a u64, &'a Inode
                     body.u8(e.compressed as u8);
                     body.u32(e.crc);
                     body.u64(e.gen);
+                }
+                if version >= 2 {
+                    body.bytes32(inline);
                 }
             }
             Body::Dir { parent, entries } => {
@@ -299,7 +322,11 @@ pub(crate) fn encode_inodes<'a>(inodes: impl Iterator<Item = (&'a u64, &'a Inode
 }
 
 /// Decodes a metadata blob. Structural checks only (fsck checks the rest).
-pub(crate) fn decode_inodes(blob: &[u8], extent_size: u32) -> Result<BTreeMap<u64, Inode>> {
+pub(crate) fn decode_inodes(
+    blob: &[u8],
+    extent_size: u32,
+    version: u32,
+) -> Result<BTreeMap<u64, Inode>> {
     let mut d = Decoder::new(blob);
     let n = d.u64()?;
     let mut out = BTreeMap::new();
@@ -344,7 +371,21 @@ pub(crate) fn decode_inodes(blob: &[u8], extent_size: u32) -> Result<BTreeMap<u6
                     }
                     chunks.insert(c, e);
                 }
-                Body::File { size, chunks }
+                let inline = if version >= 2 {
+                    d.bytes32()?
+                } else {
+                    Vec::new()
+                };
+                if inline.len() as u64 > INLINE_MAX
+                    || (!inline.is_empty() && chunks.contains_key(&0))
+                {
+                    return Err(bad("bad inline data record"));
+                }
+                Body::File {
+                    size,
+                    chunks,
+                    inline,
+                }
             }
             2 => {
                 let parent = d.u64()?;

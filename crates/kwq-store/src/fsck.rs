@@ -7,7 +7,10 @@
 //! is reachable from the root, inode numbers below the superblock's next
 //! number); link counts against the names found; and space — no block used
 //! twice, no extent past its file's end (leaked space), no unreachable
-//! inode holding extents (leaked space).
+//! inode holding extents (leaked space). Inline file data is covered by
+//! the metadata's checksums; it must not reach past its file's end, and
+//! (checked when decoding) is at most `INLINE_MAX` bytes and never shares
+//! chunk 0 with an extent.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,6 +33,10 @@ pub struct FsckReport {
     pub extents: u64,
     /// Logical bytes of file data in extents.
     pub data_bytes: u64,
+    /// Files whose data (chunk 0) is stored inline in the metadata.
+    pub inline_files: u64,
+    /// Bytes of inline file data (covered by the metadata's checksums).
+    pub inline_bytes: u64,
     /// Device blocks in use (superblocks, metadata, data).
     pub used_blocks: u64,
     /// Device blocks.
@@ -115,7 +122,22 @@ pub fn fsck(dev: &dyn Device) -> Result<FsckReport> {
                 sb.next_ino
             ));
         }
-        if let Body::File { size, chunks } = &i.body {
+        if let Body::File {
+            size,
+            chunks,
+            inline,
+        } = &i.body
+        {
+            if !inline.is_empty() {
+                rep.inline_files += 1;
+                rep.inline_bytes += inline.len() as u64;
+                if inline.len() as u64 > *size {
+                    rep.errors.push(format!(
+                        "inode {ino}: {} inline bytes past the file's end ({size} bytes)",
+                        inline.len()
+                    ));
+                }
+            }
             for (&c, e) in chunks {
                 rep.extents += 1;
                 rep.data_bytes += e.logical_len as u64;

@@ -7,6 +7,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// The root directory's inode number.
 pub const ROOT_INO: u64 = 1;
 
+/// Largest file whose data is stored *inline*: inside the metadata, which
+/// is compressed as one stream, instead of in an extent of whole blocks
+/// (Btrfs inlines small files into its metadata too). A file is inlined
+/// when it is at most this size as its first chunk is written back.
+pub const INLINE_MAX: u64 = 4095;
+
 /// The kind of an inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -78,6 +84,11 @@ pub(crate) enum Body {
         /// Chunk index (file offset / extent size) → extent. A missing
         /// chunk is a hole.
         chunks: BTreeMap<u64, Extent>,
+        /// Chunk 0's bytes kept in the metadata instead of an extent (a
+        /// file of at most [`INLINE_MAX`] bytes at its last write-back);
+        /// bytes past its end read as zeros. Empty: none. Never together
+        /// with an extent for chunk 0.
+        inline: Vec<u8>,
     },
     Dir {
         parent: u64,
@@ -158,7 +169,9 @@ pub struct Attr {
     pub gid: u32,
     /// Size in bytes (directories: entry count; symlinks: target length).
     pub size: u64,
-    /// Device bytes used by the inode's committed extents.
+    /// Device bytes used by the inode's committed extents (whole blocks),
+    /// plus its inline bytes (stored in the metadata, compressed with it,
+    /// so this counts them before compression).
     pub disk_bytes: u64,
     /// Last access.
     pub atime: Timestamp,

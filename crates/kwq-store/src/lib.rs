@@ -25,7 +25,7 @@
 //! | ST-2 | a block reachable from a durable superblock is never overwritten; freed space is reused only after the superblock that frees it is durable |
 //! | ST-3 | every data extent, metadata piece and superblock carries a crc32c; a mismatch is an error on that read (`EIO`), never other bytes, never a panic |
 //! | ST-4 | a failed commit (`ENOSPC`, `EIO`) leaves the previous commit durable and the changes in memory; the store stays usable |
-//! | ST-5 | operations are linearizable: each takes the store's state lock for its whole duration |
+//! | ST-5 | operations are linearizable: each takes the store's state lock for its whole duration, except that a read decompresses after dropping it (linearized at its snapshot; a read pin keeps its blocks from reuse) |
 //! | ST-6 | inode numbers are never reused; an unlinked inode lives while looked up or open |
 //!
 //! The on-disk format is in `format.rs`; the commit protocol in
@@ -36,8 +36,9 @@
 //!
 //! Not a B-tree: each commit rewrites the whole (compressed) namespace,
 //! which is fine to about 10⁵ inodes. There is no per-file log, so `fsync`
-//! commits everything. Reads and writes are serialized by the state lock,
-//! and a commit holds it throughout (writers wait: that is the throttle).
+//! commits everything. Writes are serialized by the state lock, and a
+//! commit holds it throughout (writers wait: that is the throttle); reads
+//! take it only to find their chunks, and decompress outside it.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
@@ -57,7 +58,7 @@ pub use error::{Result, StoreError};
 pub use faulty::{FaultyDevice, Rng};
 pub use format::{BLOCK, VERSION};
 pub use fsck::{fsck, FsckReport};
-pub use inode::{Attr, DirEntry, FileKind, SetAttr, StatFs, Timestamp, ROOT_INO};
+pub use inode::{Attr, DirEntry, FileKind, SetAttr, StatFs, Timestamp, INLINE_MAX, ROOT_INO};
 pub use stack::StoreFileDevice;
 pub use store::{Options, Store, DEFAULT_EXTENT_SIZE, MAX_FILE_SIZE};
 

@@ -213,6 +213,9 @@ impl RuntimeBuilder {
 
     /// Called on the watchdog thread with each lockup report (which holds a
     /// state dump). Every report also goes to `tracing` (level `ERROR`).
+    /// The watchdog waits for the hook: a hook that blocks (on a slow sink,
+    /// say) delays the runtime's next lockup checks, so hand slow work to
+    /// another thread.
     pub fn on_lockup<F>(mut self, f: F) -> Self
     where
         F: Fn(&LockupReport) + Send + Sync + 'static,
@@ -267,7 +270,7 @@ impl RuntimeBuilder {
             monitor: Arc::default(),
         }));
         if self.detect_blocking {
-            crate::pool::start_monitor(&inner);
+            crate::monitor::start(&inner);
         }
         if let Some(thresh) = self.watchdog.filter(|d| !d.is_zero()) {
             crate::watchdog::start(&inner, thresh);

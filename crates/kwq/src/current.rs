@@ -9,8 +9,7 @@
 //! its own items. Those would wait forever; kwq panics with a message naming
 //! the item and workqueue instead, as `RefCell` does for a double borrow.
 
-use crate::pool::{Pool, WorkerShared};
-use crate::sync::atomic::Ordering::Relaxed;
+use crate::exec::{Pool, WorkerShared};
 use crate::sync::{thread_local, Arc};
 use crate::work::WorkInner;
 use crate::workqueue::WqInner;
@@ -68,11 +67,7 @@ impl WorkerCtx {
         let depth = self.blocking.get();
         self.blocking.set(depth + 1);
         if depth == 0 {
-            self.shared.blocked.store(true, Relaxed);
-            // If the monitor presumed us blocked, it uncounted us already.
-            if self.shared.presence.leave() {
-                self.pool.enter_blocking();
-            }
+            self.pool.leave_running(&self.shared);
         }
     }
 
@@ -81,10 +76,7 @@ impl WorkerCtx {
         let depth = self.blocking.get() - 1;
         self.blocking.set(depth);
         if depth == 0 {
-            // Count first, then say so (`presence` module rules).
-            self.pool.exit_blocking();
-            self.shared.presence.rejoin();
-            self.shared.blocked.store(false, Relaxed);
+            self.pool.rejoin_running(&self.shared);
         }
     }
 
@@ -104,10 +96,11 @@ impl WorkerCtx {
     }
 
     /// Drops `wq` later, in a batch (see `graveyard`).
+    #[inline(always)]
     pub(crate) fn drop_later(&self, wq: Arc<WqInner>) {
         let mut g = self.graveyard.borrow_mut();
         if g.len() >= GRAVEYARD {
-            g.clear();
+            bury(&mut g);
         }
         g.push(wq);
     }
@@ -124,6 +117,13 @@ impl WorkerCtx {
         self.running.set(r);
         out
     }
+}
+
+/// Empties a full graveyard (out of line: once per `GRAVEYARD` items).
+#[cold]
+#[inline(never)]
+fn bury(g: &mut Vec<Arc<WqInner>>) {
+    g.clear();
 }
 
 thread_local! {

@@ -69,13 +69,13 @@ impl<T> Packet<T> {
 }
 
 /// The job's end of the packet: completes it on drop if the job never ran.
-pub(crate) struct Completer<T> {
+pub(crate) struct ResultSender<T> {
     packet: Option<Arc<Packet<T>>>,
 }
 
-impl<T> Completer<T> {
+impl<T> ResultSender<T> {
     pub(crate) fn new(packet: Arc<Packet<T>>) -> Self {
-        Completer {
+        ResultSender {
             packet: Some(packet),
         }
     }
@@ -96,7 +96,7 @@ impl<T> Completer<T> {
     }
 }
 
-impl<T> Drop for Completer<T> {
+impl<T> Drop for ResultSender<T> {
     fn drop(&mut self) {
         if let Some(packet) = self.packet.take() {
             let _ = packet.complete(Outcome::Cancelled);

@@ -15,7 +15,8 @@
 
 use crate::builder::RuntimeBuilder;
 use crate::error::BuildError;
-use crate::pool::{Pool, PoolAttrs};
+use crate::exec::Pool;
+use crate::pool::PoolAttrs;
 use crate::sync::atomic::Ordering::*;
 use crate::sync::{downgrade, Arc, Mutex, Unparker, Weak};
 use crate::workqueue::WqInner;
@@ -37,7 +38,7 @@ pub(crate) struct Config {
     /// Starts worker threads (default: `std::thread::Builder`).
     pub(crate) spawn_handler: Option<crate::spawn::SpawnHandler>,
     /// Wakes the pool monitor (unused when it is off).
-    pub(crate) monitor: Arc<crate::pool::MonitorSignal>,
+    pub(crate) monitor: Arc<crate::monitor::MonitorSignal>,
 }
 
 impl Config {
@@ -120,10 +121,10 @@ impl RuntimeInner {
             for w in p.workers.lock().iter() {
                 if w.cur_wq.load(Relaxed) == id {
                     let name = w
-                        .cur_work
+                        .cur_item
                         .lock()
                         .as_ref()
-                        .map(|i| i.name().to_string())
+                        .map(|i| i.item_name().to_string())
                         .unwrap_or_else(|| "<job>".to_string());
                     out.push(name);
                 }
@@ -246,10 +247,10 @@ impl Runtime {
                     continue;
                 }
                 let item = w
-                    .cur_work
+                    .cur_item
                     .lock()
                     .as_ref()
-                    .map(|i| format!("work '{}'", i.name()))
+                    .map(|i| format!("work '{}'", i.item_name()))
                     .unwrap_or_else(|| "<job>".to_string());
                 let blocked = if w.blocked.load(Relaxed) {
                     " [blocked]"

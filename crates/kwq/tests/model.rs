@@ -64,7 +64,11 @@ struct Books {
     queued: u64,
     cancelled: u64,
     /// Queue and kind (true: straight to the worklist) of the newest
-    /// successful queueing.
+    /// successful queueing, while that instance is not cancelled. Only the
+    /// newest instance vouches for the older ones: it cannot start before
+    /// they end. A cancelled one vouches for nothing — an older instance
+    /// queued on another queue may still be running when a flush of this
+    /// queue returns, and WQ-9 does not wait for it.
     last: Option<(usize, bool)>,
 }
 
@@ -204,13 +208,16 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 let mut b = st.books.lock().unwrap();
                 if d.cancel() {
                     b.cancelled += 1;
+                    b.last = None;
                 }
             }
             Op::CancelSync(i) => {
                 let (d, st) = &w.items[i];
                 // Not under the books lock: the item takes it to requeue.
                 if d.cancel_sync() {
-                    st.books.lock().unwrap().cancelled += 1;
+                    let mut b = st.books.lock().unwrap();
+                    b.cancelled += 1;
+                    b.last = None;
                 }
                 let wk = d.work();
                 prop_assert!(
@@ -235,9 +242,13 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                     .map(|(_, st)| *st.books.lock().unwrap())
                     .collect();
                 w.wqs[q].flush();
-                for ((_, st), b) in w.items.iter().zip(before) {
+                for ((d, st), b) in w.items.iter().zip(before) {
                     if b.last == Some((q, true)) {
-                        check_done(st, b, &format!("{op:?}"))?;
+                        check_done(
+                            st,
+                            b,
+                            &format!("{op:?} of {:?} ({:?})\n{}", d.work(), b, w._rt.dump()),
+                        )?;
                     }
                 }
             }

@@ -297,6 +297,69 @@ fn stacked_ordered_queues_with_unannotated_waits_complete() {
     assert!(seen <= cap + 2, "{seen} threads for a cap of {cap}");
 }
 
+/// "The monitor does nothing while no work waits": once a runtime's pools
+/// are idle, its monitor thread sleeps until a worker wakes it (at most one
+/// safety-net look a second), instead of ticking. Also: a pool that is
+/// idle between jobs does not keep it awake. Linux (reads the thread's
+/// context-switch count).
+#[cfg(target_os = "linux")]
+#[test]
+fn an_idle_runtime_leaves_the_monitor_asleep() {
+    let (rt, kinds) = rt("idlemon", true);
+    let wq = kwq::Workqueue::builder("idlemon")
+        .runtime(&rt)
+        .build()
+        .unwrap();
+    // Jobs 2 ms apart, then quiet: the monitor's grace looks (about 100 ms)
+    // end and it goes to sleep.
+    for _ in 0..50 {
+        wq.queue_fn(|| {});
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    wq.flush();
+    std::thread::sleep(Duration::from_millis(400));
+    let tid = thread_id_named("idlemon/monitor").expect("the monitor thread runs");
+    let before = switches(&tid);
+    std::thread::sleep(Duration::from_millis(1500));
+    let after = switches(&tid);
+    // One safety-net look a second: at most 2 in 1.5 s (a ticking monitor
+    // would have made about 150).
+    assert!(
+        after - before <= 3,
+        "the monitor of an idle runtime woke {} times in 1.5 s",
+        after - before
+    );
+    assert!(
+        kinds.lock().unwrap().is_empty(),
+        "{:?}",
+        kinds.lock().unwrap()
+    );
+    drop(wq);
+}
+
+/// The kernel id of this process's thread named `name` (at most 15 bytes).
+#[cfg(target_os = "linux")]
+fn thread_id_named(name: &str) -> Option<String> {
+    std::fs::read_dir("/proc/self/task")
+        .ok()?
+        .filter_map(Result::ok)
+        .find(|e| {
+            std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+}
+
+/// Voluntary plus involuntary context switches of thread `tid` so far.
+#[cfg(target_os = "linux")]
+fn switches(tid: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/self/task/{tid}/status")).unwrap();
+    status
+        .lines()
+        .filter(|l| l.contains("ctxt_switches"))
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
 /// Threads of this process whose name starts with `prefix` (Linux).
 fn threads_named(prefix: &str) -> usize {
     let Ok(dir) = std::fs::read_dir("/proc/self/task") else {

@@ -107,6 +107,17 @@ impl Shared {
         if !st.changed && st.dirty.is_empty() {
             return Ok(());
         }
+        // Wait for readers still decompressing extents they found before
+        // this commit (they hold no state lock, so they finish).
+        let _pin = match self.pin.try_write() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => kwq::blocking(|| {
+                self.pin
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            }),
+        };
         let txn = st.gen + 1;
         match self.write_back(st, txn) {
             Ok(()) => self.commit_meta(st, txn),
@@ -129,9 +140,12 @@ impl Shared {
     fn write_back(&self, st: &mut State, txn: u64) -> Result<()> {
         let es = self.extent_size as u64;
 
-        // 1–2: data.
+        // 1–2: data. A small file's only chunk becomes inline bytes in the
+        // metadata (installed in step 4, written in step 5) instead of an
+        // extent; its trailing zeros are dropped (they read back as zeros).
         let dirty = std::mem::take(&mut st.dirty);
         let mut jobs: Vec<(Key, u32)> = Vec::new();
+        let mut inline_jobs: Vec<(u64, Vec<u8>)> = Vec::new();
         let results: Slots = Arc::default();
         for (&(ino, chunk), buf) in &dirty {
             let size = match st.inodes.get(&ino).map(|i| &i.body) {
@@ -142,7 +156,17 @@ impl Shared {
             if start >= size {
                 continue;
             }
-            let logical = (size - start).min(es) as u32;
+            // The buffer may end before the file's size in this chunk
+            // (the file grew with a hole): the extent ends with it.
+            let logical = (size - start).min(es).min(buf.len() as u64) as u32;
+            if chunk == 0 && size <= crate::INLINE_MAX {
+                let end = buf[..logical as usize]
+                    .iter()
+                    .rposition(|&b| b != 0)
+                    .map_or(0, |i| i + 1);
+                inline_jobs.push((ino, buf[..end].to_vec()));
+                continue;
+            }
             let idx = jobs.len();
             jobs.push(((ino, chunk), logical));
             lock(&results).push(None);
@@ -217,10 +241,27 @@ impl Shared {
         st.dirty_bytes = 0;
         for (((ino, chunk), _), new) in jobs.into_iter().zip(written) {
             let old = match st.inodes.get_mut(&ino).map(|i| &mut i.body) {
-                Some(Body::File { chunks, .. }) => match new {
-                    Some(e) => chunks.insert(chunk, e),
-                    None => chunks.remove(&chunk),
-                },
+                Some(Body::File { chunks, inline, .. }) => {
+                    if chunk == 0 {
+                        inline.clear();
+                    }
+                    match new {
+                        Some(e) => chunks.insert(chunk, e),
+                        None => chunks.remove(&chunk),
+                    }
+                }
+                _ => None,
+            };
+            if let Some(old) = old {
+                self.release_extent(st, &old);
+            }
+        }
+        for (ino, bytes) in inline_jobs {
+            let old = match st.inodes.get_mut(&ino).map(|i| &mut i.body) {
+                Some(Body::File { chunks, inline, .. }) => {
+                    *inline = bytes;
+                    chunks.remove(&0)
+                }
                 _ => None,
             };
             if let Some(old) = old {
@@ -233,8 +274,12 @@ impl Shared {
     /// Steps 5–7: writes the namespace and the superblock.
     fn commit_meta(&self, st: &mut State, txn: u64) -> Result<()> {
         // 5: metadata.
-        let blob = encode_inodes(st.inodes.iter().filter(|(_, i)| i.nlink > 0));
-        let packed = zstd::bulk::compress(&blob, self.opts.level).map_err(StoreError::Io)?;
+        let blob = encode_inodes(
+            st.inodes.iter().filter(|(_, i)| i.nlink > 0),
+            crate::format::VERSION,
+        );
+        let packed = crate::compress::compress(&blob, self.opts.level)
+            .ok_or_else(|| StoreError::Io(std::io::Error::other("metadata compression failed")))?;
         let mut index = MetaIndex {
             raw_len: blob.len() as u64,
             packed_len: packed.len() as u64,
@@ -274,6 +319,7 @@ impl Shared {
         st.gen = txn;
         st.changed = false;
         let sb = Superblock {
+            version: crate::format::VERSION,
             extent_size: self.extent_size,
             gen: txn,
             dev_blocks: lock(&self.alloc).blocks(),

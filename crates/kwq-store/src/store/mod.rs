@@ -6,6 +6,11 @@
 //!   the state mutex. Every public operation takes it for its whole
 //!   duration, commits included: operations are linearizable, and a
 //!   commit is a consistent snapshot of the namespace.
+//! * the read pin — a reader of committed extents takes it shared while
+//!   it still holds the state lock, then drops the state lock and reads
+//!   and decompresses without it; a commit takes it exclusively (after the
+//!   state lock), so the blocks a reader was pointed at cannot be freed
+//!   and rewritten under it. Only commits write blocks.
 //! * the allocator — behind its own mutex, taken briefly by the commit's
 //!   ordered stage (which runs on kwq workers while the committing thread
 //!   holds the state lock) and by operations that drop extents.
@@ -28,7 +33,7 @@ mod ns;
 mod tests;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, TryLockError, Weak};
 use std::time::Duration;
 
 use kwq::ordered::{BoxedOrderedWorkqueue, OrderedWorkqueue};
@@ -46,7 +51,7 @@ pub(crate) use data::read_extent as data_read_extent;
 pub use data::MAX_FILE_SIZE;
 
 /// Default bytes of file data per extent (see `docs/store.md` for why).
-pub const DEFAULT_EXTENT_SIZE: u32 = 256 * 1024;
+pub const DEFAULT_EXTENT_SIZE: u32 = 512 * 1024;
 
 /// Options for [`Store::format`] and [`Store::mount`].
 #[derive(Debug, Clone)]
@@ -130,6 +135,11 @@ pub(crate) struct Shared {
     pub(crate) extent_size: u32,
     pub(crate) opts: Options,
     pub(crate) state: Mutex<State>,
+    /// Readers of committed extents hold it shared after they leave the
+    /// state lock; a commit (the only writer of blocks) holds it
+    /// exclusively, so no block is reused under a reader. Order: state
+    /// lock, then pin.
+    pub(crate) pin: RwLock<()>,
     pub(crate) alloc: Arc<Mutex<Allocator>>,
     pub(crate) queue: BoxedOrderedWorkqueue<Option<Packed>>,
     timer: Option<(kwq::Workqueue, kwq::DelayedWork)>,
@@ -168,8 +178,10 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// `Invalid` for a bad extent size or a device too small; device errors.
+    /// `Invalid` for a bad extent size, a zstd level libzstd does not
+    /// accept, or a device too small; device errors.
     pub fn format(dev: Arc<dyn Device>, opts: Options) -> Result<Store> {
+        check_level(opts.level)?;
         let es = opts.extent_size;
         if es == 0 || es % BLOCK as u32 != 0 || es > 16 << 20 {
             return Err(StoreError::Invalid(
@@ -214,8 +226,10 @@ impl Store {
     /// # Errors
     ///
     /// `BadImage` when neither superblock leads to intact metadata (the
-    /// reasons for both are in the message); device errors.
+    /// reasons for both are in the message); `Invalid` for a zstd level
+    /// libzstd does not accept; device errors.
     pub fn mount(dev: Arc<dyn Device>, opts: Options) -> Result<Store> {
+        check_level(opts.level)?;
         let mut cands = Vec::new();
         let mut why = Vec::new();
         for slot in 0..2usize {
@@ -296,6 +310,7 @@ impl Store {
                 extent_size,
                 opts,
                 state: Mutex::new(st),
+                pin: RwLock::new(()),
                 alloc: Arc::new(Mutex::new(alloc)),
                 queue,
                 timer,
@@ -415,6 +430,14 @@ impl Shared {
     }
 }
 
+fn check_level(level: i32) -> Result<()> {
+    if kwq_zstd::Params::level_range().contains(&level) {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid("zstd level out of range"))
+    }
+}
+
 /// Reads the metadata a superblock points at and rebuilds the allocator.
 pub(crate) fn load(
     dev: &dyn Device,
@@ -459,7 +482,7 @@ pub(crate) fn load(
         "metadata",
         sb.index.block * BLOCK,
     )?;
-    let inodes = decode_inodes(&blob, sb.extent_size)?;
+    let inodes = decode_inodes(&blob, sb.extent_size, sb.version)?;
     for i in inodes.values() {
         if let Body::File { chunks, .. } = &i.body {
             for e in chunks.values() {

@@ -62,10 +62,13 @@ impl State {
     pub(crate) fn attr(&self, ino: u64) -> Result<Attr> {
         let i = self.inode(ino)?;
         let disk_bytes = match &i.body {
-            Body::File { chunks, .. } => chunks
-                .values()
-                .map(|e| crate::format::blocks_for(e.disk_len as u64) * crate::format::BLOCK)
-                .sum(),
+            Body::File { chunks, inline, .. } => {
+                chunks
+                    .values()
+                    .map(|e| crate::format::blocks_for(e.disk_len as u64) * crate::format::BLOCK)
+                    .sum::<u64>()
+                    + inline.len() as u64
+            }
             _ => 0,
         };
         Ok(Attr {
@@ -261,6 +264,7 @@ impl Store {
         let body = Body::File {
             size: 0,
             chunks: BTreeMap::new(),
+            inline: Vec::new(),
         };
         let ino = st.add(parent, name, Inode::new(body, perm, uid, gid))?;
         st.attr(ino)

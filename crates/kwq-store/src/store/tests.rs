@@ -233,3 +233,66 @@ fn growth_after_an_unrewritten_truncation_reads_zeros() {
         s.crash();
     }
 }
+
+/// An image in format version 1 (no inline data) mounts, reads back, and
+/// its next commit writes version 2 with inline data.
+#[test]
+fn version_1_image_mounts_and_upgrades() {
+    use crate::format::{encode_inodes, MetaIndex, Superblock, META_PIECE};
+    let (dev, s, f, data) = setup();
+    {
+        // Write a version-1 commit of the current namespace by hand.
+        let mut st = s.state();
+        let sh = &s.shared;
+        let blob = encode_inodes(st.inodes.iter().filter(|(_, i)| i.nlink > 0), 1);
+        let packed = zstd::bulk::compress(&blob, 1).unwrap();
+        let mut index = MetaIndex {
+            raw_len: blob.len() as u64,
+            packed_len: packed.len() as u64,
+            pieces: Vec::new(),
+        };
+        for piece in packed.chunks(META_PIECE) {
+            index
+                .pieces
+                .push(super::commit::write_blob(&*sh.dev, &sh.alloc, piece).unwrap());
+        }
+        let ip = super::commit::write_blob(&*sh.dev, &sh.alloc, &index.encode()).unwrap();
+        let sb = Superblock {
+            version: 1,
+            extent_size: sh.extent_size,
+            gen: st.gen + 1,
+            dev_blocks: dev.len() / BLOCK,
+            next_ino: st.next_ino,
+            index: ip,
+        };
+        let slot = 1 - st.sb_slot;
+        dev.write_at(&sb.encode(), slot as u64 * BLOCK).unwrap();
+        st.gen += 1;
+    }
+    s.crash();
+    let mut b = vec![0u8; BLOCK as usize];
+    let newest = (0..2u64)
+        .filter_map(|k| {
+            dev.read_at(&mut b, k * BLOCK).unwrap();
+            Superblock::decode(&b).ok()
+        })
+        .max_by_key(|sb| sb.gen)
+        .unwrap();
+    assert_eq!(newest.version, 1);
+    let s = Store::mount(dev.clone(), opts()).unwrap();
+    let mut got = vec![0u8; data.len()];
+    assert_eq!(s.read_at(f, 0, &mut got).unwrap(), data.len());
+    assert_eq!(got, data);
+    assert_eq!(s.getxattr(f, b"user.x").unwrap(), b"1");
+    let small = s.create(ROOT_INO, b"small", 0o644, 0, 0).unwrap().ino;
+    s.write_at(small, 0, b"inline now").unwrap();
+    s.unmount().unwrap();
+    let rep = fsck(&*dev).unwrap();
+    assert!(rep.is_clean(), "{rep:?}");
+    assert_eq!(rep.inline_files, 1);
+    let s = Store::mount(dev.clone(), opts()).unwrap();
+    let mut got = vec![0u8; 10];
+    s.read_at(small, 0, &mut got).unwrap();
+    assert_eq!(&got, b"inline now");
+    s.crash();
+}

@@ -202,3 +202,73 @@ fn read_past_a_short_extent_in_a_grown_file() {
     assert_eq!(&all[..10], &[9u8; 10]);
     assert!(all[10..].iter().all(|&b| b == 0));
 }
+
+/// Small files live inline in the metadata: no data blocks, intact after a
+/// remount and through fsck; a file that grows past the limit moves to an
+/// extent, and back inline when it shrinks again; dirty memory is the
+/// file's bytes, not a whole chunk.
+#[test]
+fn small_files_are_inline_and_move_to_extents_and_back() {
+    let (dev, s) = mem_store(16);
+    let used = |s: &Store| {
+        let st = s.statfs();
+        st.blocks - st.free_blocks
+    };
+    let before = used(&s);
+    let mut files = Vec::new();
+    for k in 0..200u32 {
+        let name = format!("small{k}");
+        let ino = s
+            .create(ROOT_INO, name.as_bytes(), 0o644, 0, 0)
+            .unwrap()
+            .ino;
+        let data: Vec<u8> =
+            format!("file {k}: {}", "some text ".repeat(k as usize % 300)).into_bytes();
+        s.write_at(ino, 0, &data).unwrap();
+        files.push((ino, data));
+    }
+    let dirty: u64 = files.iter().map(|(_, d)| d.len() as u64).sum();
+    assert_eq!(
+        s.dirty_bytes(),
+        dirty,
+        "dirty buffers are as long as the data"
+    );
+    s.sync().unwrap();
+    // 200 files of up to 3 KB: a few metadata blocks, not 200 data blocks.
+    assert!(used(&s) - before < 20, "{} blocks", used(&s) - before);
+    let (ino, data) = &files[150];
+    assert_eq!(s.getattr(*ino).unwrap().disk_bytes, data.len() as u64);
+    // Grows past the limit: an extent; shrinks: inline again.
+    s.write_at(*ino, 5000, b"tail").unwrap();
+    s.sync().unwrap();
+    assert!(s.getattr(*ino).unwrap().disk_bytes >= 4096);
+    s.truncate(*ino, 100).unwrap();
+    s.write_at(*ino, 10, b"XY").unwrap();
+    s.sync().unwrap();
+    assert_eq!(s.getattr(*ino).unwrap().disk_bytes, 100);
+    let mut want = data[..100].to_vec();
+    want[10..12].copy_from_slice(b"XY");
+    s.unmount().unwrap();
+    let rep = fsck(&*dev).unwrap();
+    assert!(rep.is_clean(), "{rep:?}");
+    assert_eq!(rep.inline_files, 200);
+    assert_eq!(
+        rep.extents, 0,
+        "the extent was freed when the file went inline"
+    );
+    let s = Store::mount(dev.clone() as Arc<dyn Device>, opts()).unwrap();
+    for (k, (i, d)) in files.iter().enumerate() {
+        let got = read_all(&s, *i).unwrap();
+        if k == 150 {
+            assert_eq!(got, want);
+        } else {
+            assert_eq!(&got, d, "file {k}");
+        }
+    }
+    // Truncated to zero, then grown with a hole: reads as zeros.
+    s.truncate(files[3].0, 0).unwrap();
+    s.truncate(files[3].0, 50).unwrap();
+    s.sync().unwrap();
+    assert_eq!(read_all(&s, files[3].0).unwrap(), vec![0u8; 50]);
+    s.crash();
+}

@@ -48,11 +48,21 @@ fn workload(
     n: usize,
 ) -> Option<Files> {
     for _ in 0..n {
-        let name = format!("f{}", rng.below(5));
+        // A third of the ops are on small files ("s*", up to ~6 KB): their
+        // data is inline in the metadata below 4096 bytes, in an extent above.
+        let small = rng.below(3) == 0;
+        let name = if small {
+            format!("s{}", rng.below(4))
+        } else {
+            format!("f{}", rng.below(5))
+        };
         let ok = match rng.below(10) {
             0..=4 => {
-                let off = rng.below(120_000);
-                let len = 1 + rng.below(50_000) as usize;
+                let (off, len) = if small {
+                    (rng.below(3_000), 1 + rng.below(3_000) as usize)
+                } else {
+                    (rng.below(120_000), 1 + rng.below(50_000) as usize)
+                };
                 let d = data(rng, len);
                 let r = (|| {
                     let ino = match s.resolve(&name) {
@@ -73,7 +83,7 @@ fn workload(
                 r.is_ok()
             }
             5 => {
-                let size = rng.below(150_000);
+                let size = rng.below(if small { 5_000 } else { 150_000 });
                 match s.resolve(&name) {
                     Ok(ino) => {
                         let r = s.truncate(ino, size);
@@ -125,6 +135,7 @@ fn power_cuts_during_heavy_writes() {
     let mut synced = Files::new();
     let mut model = Files::new();
     let mut in_flight_hits = 0;
+    let mut inline_seen = 0;
     for it in 0..iters {
         dev.cut_after_writes(rng.below(40));
         let mut in_flight = workload(&s, &mut rng, &mut model, &mut synced, 60);
@@ -140,6 +151,7 @@ fn power_cuts_during_heavy_writes() {
         dev = Arc::new(FaultyDevice::from_bytes(img));
         let rep = fsck(&*dev).unwrap_or_else(|e| panic!("iteration {it} (seed {seed}): fsck: {e}"));
         assert!(rep.is_clean(), "iteration {it} (seed {seed}): {rep:?}");
+        inline_seen += rep.inline_files;
         s = Store::mount(dev.clone() as Arc<dyn Device>, crash_opts())
             .unwrap_or_else(|e| panic!("iteration {it} (seed {seed}): mount: {e}"));
         let got =
@@ -164,6 +176,7 @@ fn power_cuts_during_heavy_writes() {
     // was written.
     if iters >= 100 {
         assert!(in_flight_hits > 0, "no cut landed after a superblock write");
+        assert!(inline_seen > 0, "no image after a cut held inline files");
     }
 }
 

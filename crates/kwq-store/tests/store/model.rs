@@ -400,7 +400,11 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (ix.clone(), name()).prop_map(|(d, n)| Op::Rmdir(d, n)),
         3 => (ix.clone(), name(), ix.clone(), name()).prop_map(|(a, n, b, m)| Op::Rename(a, n, b, m)),
         8 => (ix.clone(), 0u64..80_000, 1usize..40_000, any::<u64>()).prop_map(|(i, o, l, s)| Op::Write(i, o, l, s)),
+        // Small files, around the inline limit (4095 bytes): inline data,
+        // and the moves between inline and an extent as files grow and shrink.
+        6 => (ix.clone(), 0u64..3_000, 1usize..2_500, any::<u64>()).prop_map(|(i, o, l, s)| Op::Write(i, o, l, s)),
         3 => (ix.clone(), 0u64..90_000).prop_map(|(i, s)| Op::Truncate(i, s)),
+        2 => (ix.clone(), 0u64..6_000).prop_map(|(i, s)| Op::Truncate(i, s)),
         3 => (ix.clone(), 0u64..90_000, 1usize..50_000).prop_map(|(i, o, l)| Op::Read(i, o, l)),
         1 => (ix.clone(), 0u32..0o777).prop_map(|(i, p)| Op::Chmod(i, p)),
         1 => (ix.clone(), name(), name()).prop_map(|(i, k, v)| Op::SetXattr(i, k, v)),
@@ -559,8 +563,13 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     s.unmount().unwrap();
     let rep = kwq_store::fsck(&*dev).unwrap();
     prop_assert!(rep.is_clean(), "{:?}", rep);
+    INLINE_FILES_SEEN.fetch_add(rep.inline_files, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
+
+/// Inline files found by the final fsck of every case, so the test can
+/// tell that the generator reaches them.
+static INLINE_FILES_SEEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 #[test]
 fn store_matches_model() {
@@ -572,4 +581,10 @@ fn store_matches_model() {
     runner
         .run(&proptest::collection::vec(op(), 1..80), run)
         .unwrap();
+    if cases >= 16 {
+        assert!(
+            INLINE_FILES_SEEN.load(std::sync::atomic::Ordering::Relaxed) > 0,
+            "no case ended with an inline file"
+        );
+    }
 }

@@ -211,7 +211,7 @@ impl<S: Stages> Stall for Crew<S> {
             if let Some(i) = self.idle.stall(me, cur, || self.ring.has_claimable()) {
                 self.wake(i);
             } else {
-                self.cover_lent(cur);
+                self.cover_overflow(cur);
             }
         } else {
             self.idle.unstall(me);
@@ -282,7 +282,7 @@ impl<S: Stages> Crew<S> {
         if let Some(i) = self.idle.pick_for_item(cur, wake_backlog, backlog) {
             self.wake(i);
         } else if cur < self.limit {
-            self.cover_lent(cur);
+            self.cover_overflow(cur);
         }
     }
 
@@ -291,7 +291,7 @@ impl<S: Stages> Crew<S> {
     ///
     /// With a threshold the runners' workqueue has `max_active =
     /// current_active` (BT-5), but runners above `current_active` may still
-    /// hold admissions (one lent a stalled slot, or one finishing its batch
+    /// hold admissions (one woken by an overflow, or one finishing its batch
     /// after a lowering), and a runner queued while they do is deferred by
     /// the workqueue — behind a stalled one, possibly forever. So the woken
     /// runner must fit: `current_active` (and `max_active`) is raised to
@@ -299,7 +299,7 @@ impl<S: Stages> Crew<S> {
     /// with the queueing, so no evaluation lowers it in between. A lowering
     /// *after* the queueing can still defer it (a `Work` queued while its
     /// previous run is ending gives that run's admission back and must win
-    /// one again, as in cmwq); [`Crew::cover_lent`] repairs that when it
+    /// one again, as in cmwq); [`Crew::cover_overflow`] repairs that when it
     /// matters.
     fn wake(&self, i: usize) {
         let Some(th) = &self.thresh else {
@@ -324,18 +324,18 @@ impl<S: Stages> Crew<S> {
             .expect("thresholded max_active stays within 1..=limit");
     }
 
-    /// Lending's repair: every runner among the first `current_active`
+    /// The overflow's repair: every runner among the first `current_active`
     /// is stalled and work is claimable, but no runner above the limit is
-    /// idle to be lent to. Each one that is not idle is running on a lent
+    /// idle to overflow to. Each one that is not idle is running on an overflow
     /// slot (and will claim) or was woken and is waiting for a workqueue
     /// admission that a lowering of `max_active` took away (and would wait
     /// behind the stalled ones forever): raise `current_active` past all of
-    /// them, which admits it. Called where lending found nobody to wake —
+    /// them, which admits it. Called where the overflow found nobody to wake —
     /// a stall, an item queued — so at most once per lowering.
     #[cold]
-    fn cover_lent(&self, cur: usize) {
+    fn cover_overflow(&self, cur: usize) {
         let Some(th) = &self.thresh else { return };
-        if !self.idle.lent_beyond(cur) || !self.ring.has_claimable() {
+        if !self.idle.overflow_beyond(cur) || !self.ring.has_claimable() {
             return;
         }
         th.raise_then(
@@ -414,15 +414,15 @@ impl<S: Stages> Crew<S> {
         true
     }
 
-    /// A producer waiting for room lends a hand: in the slot of an idle
-    /// runner ([`Idle::borrow`]), it runs one batch of parallel stages (and
+    /// A producer waiting for room helps: in the slot of an idle
+    /// runner ([`Idle::stand_in`]), it runs one batch of parallel stages (and
     /// the ordered drain it enables) on its own thread, the way the calling
     /// thread of oneTBB's `parallel_pipeline` participates, then gives the
     /// slot back as that runner leaving its loop would. False if no slot was
     /// free or nothing was claimable: the caller sleeps instead, so the
     /// crew never runs more than `current_active` parallel stages.
     pub(crate) fn help_once(&self) -> bool {
-        let Some(me) = self.idle.borrow(self.current_active()) else {
+        let Some(me) = self.idle.stand_in(self.current_active()) else {
             return false;
         };
         let this: *const (dyn Stall + 'static) = self as *const Crew<S>;
@@ -438,7 +438,7 @@ impl<S: Stages> Crew<S> {
         ran
     }
 
-    /// A waiting thread lends a hand as the *calling* thread, beside the
+    /// A waiting thread helps as the *calling* thread, beside the
     /// runners (oneTBB's master thread does the same): one batch, no runner
     /// slot. Used by the iterator front end's consumer (an ordered map's
     /// `f` is `Fn + Sync`, so a thread more than `max_active` changes no
@@ -456,14 +456,14 @@ impl<S: Stages> Crew<S> {
         let mut polls = 0u32;
         loop {
             let cur = self.current_active();
-            if me >= cur && !self.idle.slot_lent(cur, || self.ring.has_claimable()) {
+            if me >= cur && !self.idle.overflows_for(cur, || self.ring.has_claimable()) {
                 // The threshold lowered `current_active` below us: start no
                 // new batch (as a workqueue starts no item beyond its
                 // `max_active`); hand anything claimable to a runner below
                 // the limit. (Unless one below the limit is stalled and work
-                // is waiting: a stalled runner lends its slot, as it does to
+                // is waiting: a stalled runner overflows the limit, as it does for
                 // the runners woken for it.)
-                match self.idle.retire(me, cur, || self.ring.has_claimable()) {
+                match self.idle.stand_down(me, cur, || self.ring.has_claimable()) {
                     // Lent to ourselves (every slot below is stalled): go
                     // on. Re-queueing our own `Work` would need a second
                     // workqueue admission while this run still holds one.
@@ -676,13 +676,13 @@ mod tests {
         crew.quiesce();
     }
 
-    /// Lending's repair (`Crew::cover_lent`; found by the session-7 review):
+    /// The overflow's repair (`Crew::cover_overflow`; found by the session-7 review):
     /// with a threshold, a runner woken while the workqueue's `max_active`
     /// is too low to admit it waits on the workqueue's inactive list — here
     /// behind runner 0, the only runner below the limit, blocked inside
     /// `kwq::blocking`. (In a run that happens when a lowering lands while
     /// the woken runner's previous run is ending.) The next item must reach
-    /// it: nobody is idle to be lent to, so the crew raises
+    /// it: nobody is idle to overflow to, so the crew raises
     /// `current_active`, which admits it.
     #[test]
     fn woken_runner_deferred_behind_a_stalled_one_is_admitted() {
@@ -699,7 +699,7 @@ mod tests {
             crew.stages.ran_on.lock().len() == 1 && crew.idle.stalled_snapshot() & 1 != 0
         });
         // Runner 1 is woken, and deferred: runner 0 holds the one admission.
-        assert_eq!(crew.idle.borrow(2), Some(1));
+        assert_eq!(crew.idle.stand_in(2), Some(1));
         crew.wq.queue(&crew.runners[1]);
         // Item 1 can only run on runner 1.
         crew.stages.gates[1].store(true, SeqCst);

@@ -5,7 +5,7 @@
 //! its loop. The bit is cleared by whoever wakes the runner (who must then
 //! queue its `Work`), and set by the runner itself when it leaves its loop.
 //! A *helper* (a producer waiting for room in a full queue) may
-//! instead clear an idle bit itself ([`Idle::borrow`]) and run stages as
+//! instead clear an idle bit itself ([`Idle::stand_in`]) and run stages as
 //! that runner, then leave exactly as the runner would: so a clear bit is a
 //! runner slot in use, and at most `current_active` threads of the crew run
 //! parallel stages (`max_active`, helpers included).
@@ -66,18 +66,18 @@
 //! an idle runner), or runner `i`'s check comes after the `QUEUED` store and
 //! sees the item (or sees it already claimed).
 //!
-//! *Lending.* A threshold may hold `current_active` below the crew's
+//! *Overflow.* A threshold may hold `current_active` below the crew's
 //! limit. When every runner among the first `current_active` is active
-//! *and* stalled, both halves above — and a runner retiring from above the
+//! *and* stalled, both halves above — and a runner standing down from above the
 //! limit, the stalling runner's other Dekker partner — instead wake an idle
 //! runner above the limit, and the crew raises `current_active` (and the
 //! workqueue's `max_active`) past it and every other runner that is not
 //! idle, and queues it under the threshold lock (`Crew::wake`: otherwise
 //! the workqueue could park it behind the stalled ones). With nobody idle
-//! above the limit, any runner there that is not idle is running on a lent
+//! above the limit, any runner there that is not idle is running on an overflow
 //! slot or waiting for an admission a later lowering took away, so the
-//! crew raises `current_active` past it instead ([`Idle::lent_beyond`],
-//! `Crew::cover_lent`). So a thresholded queue
+//! crew raises `current_active` past it instead ([`Idle::overflow_beyond`],
+//! `Crew::cover_overflow`). So a thresholded queue
 //! whose only active runner blocks — a drain that waits for a later item's
 //! `func`, say — still reaches that item, whatever the backlog. At the
 //! limit (always, for a fixed `max_active`) nobody is woken: as in cmwq,
@@ -139,7 +139,7 @@ impl Idle {
     /// now. Marks it stalled, then picks an idle runner among the first
     /// `current_active` to wake if `has_claimable()` — or, with none idle
     /// there and all of them stalled, one above the limit (module docs,
-    /// "Lending") — the caller must then queue that runner's `Work`.
+    /// "Overflow") — the caller must then queue that runner's `Work`.
     pub(crate) fn stall(
         &self,
         me: usize,
@@ -149,7 +149,7 @@ impl Idle {
         self.mark_then_pick(&self.stalled, me, current_active, has_claimable)
     }
 
-    /// The runner half shared by [`Idle::stall`] and [`Idle::retire`]: set
+    /// The runner half shared by [`Idle::stall`] and [`Idle::stand_down`]: set
     /// runner `me`'s bit in `mask` (SeqCst), then [`Idle::pick_after_mark`].
     fn mark_then_pick(
         &self,
@@ -163,13 +163,13 @@ impl Idle {
         self.pick_after_mark(current_active, has_claimable)
     }
 
-    /// The second half of [`Idle::stall`] and [`Idle::retire`], after
+    /// The second half of [`Idle::stall`] and [`Idle::stand_down`], after
     /// their SeqCst mark: if `has_claimable()`, an idle runner among the
-    /// first `current_active`, or else one that the stalled slots lend to
-    /// ([`Idle::pick_lent`]). Both must lend: with `current_active` 1, a
-    /// runner retiring from above it while the only runner below stalls is
+    /// first `current_active`, or else one that the stalled slots overflow to
+    /// ([`Idle::pick_overflow`]). Both must overflow: with `current_active` 1, a
+    /// runner standing down from above it while the only runner below stalls is
     /// the Dekker pair that finds the stranded item (loom:
-    /// `retire_racing_the_only_slot_stalling_strands_nothing`).
+    /// `stand_down_racing_the_only_slot_stalling_strands_nothing`).
     fn pick_after_mark(
         &self,
         current_active: usize,
@@ -183,15 +183,15 @@ impl Idle {
         if below != 0 {
             self.take_one(below)
         } else {
-            self.pick_lent(idle, current_active)
+            self.pick_overflow(idle, current_active)
         }
     }
 
-    /// Lending (module docs): with no runner among the first
+    /// Overflow (module docs): with no runner among the first
     /// `current_active` idle (`idle` is a fresh load of the idle set) and
     /// every one of them stalled, an idle runner above the limit. The
     /// caller raises `current_active` past it before queueing it.
-    fn pick_lent(&self, idle: u64, current_active: usize) -> Option<usize> {
+    fn pick_overflow(&self, idle: u64, current_active: usize) -> Option<usize> {
         if current_active >= self.limit {
             return None;
         }
@@ -209,8 +209,8 @@ impl Idle {
     }
 
     /// Is every runner among the first `current_active` active and stalled
-    /// while some runner above the limit is not idle (`Crew::cover_lent`)?
-    pub(crate) fn lent_beyond(&self, current_active: usize) -> bool {
+    /// while some runner above the limit is not idle (`Crew::cover_overflow`)?
+    pub(crate) fn overflow_beyond(&self, current_active: usize) -> bool {
         if current_active >= self.limit {
             return false;
         }
@@ -221,11 +221,11 @@ impl Idle {
             && !idle & low_bits(self.limit) & !below != 0
     }
 
-    /// Does a stalled runner among the first `current_active` lend its slot
+    /// Does a stalled runner among the first `current_active` overflow the limit
     /// to a runner above the limit — i.e. is one stalled while
     /// `has_claimable()`? (Advisory: a runner that keeps going on a stale
     /// answer re-asks after its next batch.)
-    pub(crate) fn slot_lent(
+    pub(crate) fn overflows_for(
         &self,
         current_active: usize,
         has_claimable: impl FnOnce() -> bool,
@@ -236,11 +236,11 @@ impl Idle {
     /// Runner `me`, above `current_active` after the threshold lowered it,
     /// leaves for good: marks itself idle, then picks a runner to wake if
     /// `has_claimable()` — one among the first `current_active`, or one the
-    /// stalled slots lend to, possibly `me` itself (the caller queues its
+    /// stalled slots overflow to, possibly `me` itself (the caller queues its
     /// `Work`). The same Dekker pair as [`Idle::leave`]: a
     /// runner below the limit that is leaving at the same time re-checks
     /// after setting its bit, so one of the two sees the item.
-    pub(crate) fn retire(
+    pub(crate) fn stand_down(
         &self,
         me: usize,
         current_active: usize,
@@ -275,8 +275,8 @@ impl Idle {
         if wanted == 0 {
             // Every slot is busy. Only a threshold can leave runners above
             // `current_active`; if every slot is stalled, one of them is
-            // lent (module docs).
-            return self.pick_lent(idle, current_active);
+            // overflowed (module docs).
+            return self.pick_overflow(idle, current_active);
         }
         let busy = low_bits(current_active) & !idle;
         if busy != 0 {
@@ -318,7 +318,7 @@ impl Idle {
     /// than `current_active` threads in parallel stages. `None` if every
     /// such runner is active. The helper gives the slot back with
     /// [`Idle::leave`], exactly as the runner would.
-    pub(crate) fn borrow(&self, current_active: usize) -> Option<usize> {
+    pub(crate) fn stand_in(&self, current_active: usize) -> Option<usize> {
         let mut idle = self.bits.load(SeqCst) & low_bits(current_active);
         // Another thread may take a candidate first: try the next one.
         while idle != 0 {

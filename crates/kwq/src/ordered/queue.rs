@@ -182,7 +182,7 @@ impl OrderedWorkqueueBuilder {
     /// 1..=64; default: the runtime's concurrency). The bound includes
     /// threads that help a full queue (see [`OrderedWorkqueue::queue`]).
     /// Runners blocked inside [`crate::blocking`], or blocked owning the
-    /// ordered drain, lend their slot (`docs/ordered.md`, "Blocking").
+    /// ordered drain, overflow the limit (`docs/ordered.md`, "Blocking").
     pub fn max_active(mut self, n: usize) -> Self {
         self.max_active = Some(n);
         self

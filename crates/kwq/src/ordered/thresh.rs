@@ -36,7 +36,7 @@
 //!   blocked (draining, or inside `kwq::blocking`) is *stalled*, and when
 //!   every runner among the first `current_active` is stalled the crew
 //!   wakes one more and raises `current_active` to include it
-//!   ([`Thresh::raise_then`]; `ordered/idle.rs`, "Lending"). A block the crew
+//!   ([`Thresh::raise_then`]; `ordered/idle.rs`, "Overflow"). A block the crew
 //!   cannot see (a `func` that sleeps outside `kwq::blocking`) holds its
 //!   slot as in Btrfs.
 //! * The workqueue's `max_active` is set while the lock is held, so after

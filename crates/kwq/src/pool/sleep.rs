@@ -1,7 +1,8 @@
 //! The pool's idle list and worker counters, and both halves of the
 //! sleep/wake handshake on them ("Protocol: sleeping and waking" in
 //! `pool/mod.rs`), kept apart from threads, tasks and the runtime so that
-//! loom checks this very code (`tests/loom_pool.rs`).
+//! loom checks this very code (`tests/loom_worker.rs`, which runs the whole
+//! pool).
 //!
 //! [`Sleep`] is a *view*: it borrows fields its owner stores. The pool keeps
 //! them as fields of its own rather than in a struct of their own: nesting
@@ -70,6 +71,47 @@ pub(crate) trait SleepState {
     /// LIFO: the most recently idle worker is the warmest and the least
     /// likely to be reaped.
     fn idle(&self) -> &Mutex<Vec<Self::W>>;
+    /// The mistake a loom model reintroduces into this code, if any.
+    #[cfg(kwq_loom)]
+    fn seeded_bug(&self) -> SeededBug {
+        SeededBug::None
+    }
+}
+
+/// Mistakes the loom models put back into the real code, one at a time, to
+/// show that they would catch them (`tests/loom_worker.rs`). Chosen per
+/// model instance through `SleepState::seeded_bug` (loom builds only), so
+/// one loom build checks the correct code and every mistake; in the real
+/// build every check is constant false.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(kwq_loom), allow(dead_code))]
+pub(crate) enum SeededBug {
+    /// The correct code.
+    None,
+    /// `wait_woken` parks without re-checking the worklist after going
+    /// idle (a lost wake-up).
+    SkipIdleRecheck,
+    /// `enter_blocking` kicks the pool before it uncounts the worker (the
+    /// kick sees the blocking worker still running and wakes nobody).
+    KickBeforeUncount,
+    /// The monitor presumes a worker blocked without checking, under the
+    /// idle lock, that it is executing an item and not listed idle (it
+    /// uncounts an idle worker a second time).
+    PresumeListed,
+}
+
+/// Is `bug` seeded into `s`? (Always false outside loom; the compiler
+/// removes the check.)
+#[inline(always)]
+pub(crate) fn seeded_bug<S: SleepState>(_s: &S, _bug: SeededBug) -> bool {
+    #[cfg(kwq_loom)]
+    {
+        _s.seeded_bug() == _bug
+    }
+    #[cfg(not(kwq_loom))]
+    {
+        false
+    }
 }
 
 /// The handshake's code, over the fields of `S` (one pointer: it compiles
@@ -174,11 +216,11 @@ impl<S: SleepState> Sleep<'_, S> {
         let mut idle = self.0.idle().lock();
         me.woken().store(false, Relaxed);
         // A worker the monitor presumed blocked was uncounted already.
-        let uncount = me.presence().settle_for_idle();
+        let must_uncount = me.presence().settle_for_idle();
         idle.push(me);
         self.0.nr_idle().fetch_add(1, SeqCst);
-        if uncount {
-            self.0.nr_running().fetch_sub(1, SeqCst);
+        if must_uncount {
+            uncount(self.0.nr_running());
         }
     }
 
@@ -198,7 +240,7 @@ impl<S: SleepState> Sleep<'_, S> {
     ) -> bool {
         // The other side of `kick`: our decrement, then this re-check.
         fence(SeqCst);
-        if has_work() {
+        if !seeded_bug(self.0, SeededBug::SkipIdleRecheck) && has_work() {
             let mut idle = self.0.idle().lock();
             if me.woken().load(Acquire) {
                 return true;
@@ -251,7 +293,12 @@ impl<S: SleepState> Sleep<'_, S> {
     /// needs a replacement if work is waiting (kernel `wq_worker_sleeping`).
     #[inline]
     pub(crate) fn enter_blocking(&self, has_work: impl Fn() -> bool) -> Kick {
-        self.0.nr_running().fetch_sub(1, SeqCst);
+        if seeded_bug(self.0, SeededBug::KickBeforeUncount) {
+            let kick = self.kick(has_work);
+            uncount(self.0.nr_running());
+            return kick;
+        }
+        uncount(self.0.nr_running());
         self.kick(has_work)
     }
 
@@ -268,6 +315,15 @@ impl<S: SleepState> Sleep<'_, S> {
             w.unpark();
         }
     }
+}
+
+/// Takes one worker out of `nr_running`. The counter never counts fewer
+/// than the workers counted as running (the `Presence` rules), so it
+/// cannot wrap: debug builds, and so the loom models, check that.
+#[inline]
+fn uncount(nr_running: &AtomicUsize) {
+    let before = nr_running.fetch_sub(1, SeqCst);
+    debug_assert!(before > 0, "nr_running went below zero");
 }
 
 // ---------------------------------------------------------------------------
@@ -353,7 +409,7 @@ impl Presence {
         {
             return false;
         }
-        nr_running.fetch_sub(1, SeqCst);
+        uncount(nr_running);
         true
     }
 

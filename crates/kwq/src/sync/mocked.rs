@@ -127,28 +127,55 @@ impl Unparker {
     }
 }
 
+/// The worklist, with just the guarantees the pool's sleep/wake handshake
+/// asks of the real one (`std.rs`): publishing ends with a SeqCst
+/// read-modify-write, and emptiness is one SeqCst load — no more. A plain
+/// mutex-guarded queue would also order `is_empty` after every `push` by
+/// the lock, and hide a lost wake-up the real lock-free queue allows.
+///
+/// Tasks are stored under a lock and counted after they are stored; a pop
+/// takes a count first, so a taken count always finds a stored task.
 #[derive(Debug)]
-pub(crate) struct Fifo<T>(loom::sync::Mutex<VecDeque<T>>);
+pub(crate) struct Fifo<T> {
+    tasks: loom::sync::Mutex<VecDeque<T>>,
+    published: atomic::AtomicUsize,
+}
 
 impl<T> Fifo<T> {
     pub(crate) fn new() -> Self {
-        Fifo(loom::sync::Mutex::new(VecDeque::new()))
+        Fifo {
+            tasks: loom::sync::Mutex::new(VecDeque::new()),
+            published: atomic::AtomicUsize::new(0),
+        }
     }
 
     pub(crate) fn push(&self, t: T) {
-        self.0.lock().unwrap().push_back(t)
+        self.tasks.lock().unwrap().push_back(t);
+        self.published.fetch_add(1, atomic::Ordering::SeqCst);
     }
 
     pub(crate) fn pop(&self) -> Option<T> {
-        self.0.lock().unwrap().pop_front()
+        use atomic::Ordering::SeqCst;
+        let mut n = self.published.load(SeqCst);
+        loop {
+            if n == 0 {
+                return None;
+            }
+            match self.published.compare_exchange(n, n - 1, SeqCst, SeqCst) {
+                Ok(_) => break,
+                Err(now) => n = now,
+            }
+        }
+        let t = self.tasks.lock().unwrap().pop_front();
+        Some(t.expect("a counted task is stored"))
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.lock().unwrap().is_empty()
+        self.published.load(atomic::Ordering::SeqCst) == 0
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.0.lock().unwrap().len()
+        self.published.load(atomic::Ordering::SeqCst)
     }
 }
 

@@ -38,3 +38,10 @@ pub(crate) use self::std::*;
 mod mocked;
 #[cfg(kwq_loom)]
 pub(crate) use self::mocked::*;
+
+/// The handle a pool is shared through: std's `Arc` in every build. The
+/// pool's methods that may start a worker take `self: &PoolArc<Self>` (the
+/// worker thread keeps a handle), and only std's smart pointers can be a
+/// method receiver, loom's `Arc` cannot. Loom loses nothing it checks: the
+/// pool's reference count orders no access the models look at.
+pub(crate) use ::std::sync::Arc as PoolArc;

@@ -12,7 +12,7 @@ use crate::sync::{Arc, Mutex};
 use loom::thread;
 
 /// Queueing task `t` (`WqInner::submit`), then running whatever it and the
-/// retirements hand this thread (the worker side of `pool/worker.rs`).
+/// retirements hand this thread (the worker side of `exec.rs`).
 fn pop_and_run(adm: &Admission<u32>, t: u32, running: &AtomicUsize, order: &Mutex<Vec<u32>>) {
     let admitted = if adm.try_admit() {
         Some(t)

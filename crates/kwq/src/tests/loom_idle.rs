@@ -225,28 +225,28 @@ fn stalled_runner_or_producer_wakes_the_idle_runner() {
     });
 }
 
-/// Lending (see `ordered/idle.rs`): the same race with a threshold holding
+/// Overflow (see `ordered/idle.rs`): the same race with a threshold holding
 /// `current_active` at 1 of 2, so runner 1 is above the limit and only
-/// lending can reach it.
+/// an overflow can reach it.
 #[test]
 fn stalled_only_slot_lends_to_a_runner_above_the_limit() {
     loom::model(|| {
         let (_ring, idle) = stall_races_an_item(1);
         idle.unstall(0);
-        // Not stalled any more: nothing is lent.
+        // Not stalled any more: nothing overflows.
         assert_eq!(idle.pick_for_item(1, || 64, || 1), None);
     });
 }
 
-/// Lending's second Dekker pair (found by the session-7 review): with
-/// `current_active` 1 of 2, runner 1 (above the limit, kept by a lent slot
-/// or finishing a batch) retires while runner 0, the only runner below the
+/// The overflow's second Dekker pair (found by the session-7 review): with
+/// `current_active` 1 of 2, runner 1 (above the limit, kept by an overflow slot
+/// or finishing a batch) stands down while runner 0, the only runner below the
 /// limit, stalls; an item is waiting that the producer woke nobody for.
-/// Runner 1 sees no stalled slot (so it retires), runner 0 sees nobody
-/// idle — unless one of them re-checks after its mark. So `retire` must
-/// lend as `stall` does: somebody wakes runner 1 again.
+/// Runner 1 sees no stalled slot (so it stands down), runner 0 sees nobody
+/// idle — unless one of them re-checks after its mark. So `stand_down` must
+/// overflow as `stall` does: somebody wakes runner 1 again.
 #[test]
-fn retire_racing_the_only_slot_stalling_strands_nothing() {
+fn stand_down_racing_the_only_slot_stalling_strands_nothing() {
     loom::model(|| {
         let ring = Arc::new(Ring::<u64, u64>::new(2));
         let idle = Arc::new(Idle::all(2));
@@ -264,19 +264,19 @@ fn retire_racing_the_only_slot_stalling_strands_nothing() {
                 }
             })
         };
-        let retiring = {
+        let standing_down = {
             let (ring, idle, woken) = (ring.clone(), idle.clone(), woken.clone());
             thread::spawn(move || {
-                if idle.slot_lent(1, || ring.has_claimable()) {
+                if idle.overflows_for(1, || ring.has_claimable()) {
                     // Keeps running: it will claim the item itself.
                     woken.fetch_add(1, SeqCst);
-                } else if idle.retire(1, 1, || ring.has_claimable()).is_some() {
+                } else if idle.stand_down(1, 1, || ring.has_claimable()).is_some() {
                     woken.fetch_add(1, SeqCst);
                 }
             })
         };
         stalling.join().unwrap();
-        retiring.join().unwrap();
+        standing_down.join().unwrap();
         assert_eq!(
             woken.load(SeqCst),
             1,

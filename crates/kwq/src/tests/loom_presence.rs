@@ -13,7 +13,7 @@
 //! below zero (the `release_counting_late` model runs that variant and
 //! expects the underflow).
 
-use crate::pool_sleep::Presence;
+use crate::pool::sleep::Presence;
 use crate::sync::atomic::{AtomicUsize, Ordering::*};
 use crate::sync::{Arc, Mutex};
 use loom::thread;

@@ -5,7 +5,7 @@ compile_error!("run the loom tests with debug assertions on: ci/loom.sh sets -C 
 mod loom_active;
 mod loom_idle;
 mod loom_ordered;
-mod loom_pool;
 mod loom_presence;
 mod loom_state;
 mod loom_waiters;
+mod loom_worker;

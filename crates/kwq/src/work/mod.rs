@@ -66,7 +66,7 @@
 pub(crate) mod state;
 
 use crate::current;
-use crate::pool::Pool;
+use crate::exec::Pool;
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
 use crate::sync::{Arc, Condvar, Mutex, Weak};
 use crate::task::Task;

@@ -268,6 +268,7 @@ impl Colors {
     }
 
     /// Uncount a retired task.
+    #[inline(always)]
     pub(crate) fn put(&self, color: u8) {
         let c = color as usize;
         let prev = self.retired[c].fetch_add(1, AcqRel);

@@ -28,9 +28,10 @@ pub(crate) use rescue::Rescue;
 
 use crate::current;
 use crate::error::{BuildError, QueueError, SetMaxActiveError, ShutdownError, TryQueueFnError};
+use crate::exec::Pool;
 use crate::join::JoinHandle;
 use crate::pool::policy::{DFL_MAX_ACTIVE, MAX_ACTIVE};
-use crate::pool::{Pool, PoolAttrs};
+use crate::pool::PoolAttrs;
 use crate::report::{Warning, WarningKind};
 use crate::runtime::{Runtime, RuntimeInner};
 use crate::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
@@ -110,11 +111,18 @@ impl WqInner {
         self.pool.cfg.warn(w.on_queue(&self.name));
     }
 
+    #[inline]
     pub(crate) fn check_accepting(&self) -> Result<(), QueueError> {
         let s = self.state.load(Acquire);
         if s == 0 {
             return Ok(());
         }
+        self.check_accepting_slow(s)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn check_accepting_slow(&self, s: usize) -> Result<(), QueueError> {
         if s & DEAD != 0 {
             return Err(QueueError::destroyed(&self.name));
         }
@@ -165,20 +173,32 @@ impl WqInner {
 
     /// Hands a task that may run now to the pool (through the rescuer's
     /// FIFO and a pull token, for a rescuer-equipped queue).
+    /// (Inline, with the rescuer's branch out of line: this is the job
+    /// path's hand-off, `spawn`'s hot loop.)
+    #[inline]
     fn push_ready(&self, task: Task) {
         match &self.rescue {
             None => self.pool.push(task),
-            Some(r) => {
-                let wq = task.wq.clone();
-                r.push(task);
-                self.pool.push(Task {
-                    payload: Payload::Pull(r.clone()),
-                    wq,
-                    color: 0,
-                    admitted: false,
-                });
-            }
+            Some(r) => Self::push_rescued(&self.pool, r, task),
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_rescued(pool: &Arc<Pool>, r: &Arc<Rescue>, task: Task) {
+        let wq = task.wq.clone();
+        r.push(task);
+        pool.push(Task {
+            payload: Payload::Job(crate::job::Job::marker()),
+            wq,
+            color: 0,
+            admitted: false,
+        });
+    }
+
+    /// The rescuer's FIFO, if the queue was built with `rescuer()`.
+    pub(crate) fn rescue(&self) -> Option<&Arc<Rescue>> {
+        self.rescue.as_ref()
     }
 
     /// The rescuer (if any) exits once nothing waits for it.
@@ -202,6 +222,7 @@ impl WqInner {
             .drop_contained(task, "a cancelled work item");
     }
 
+    #[inline]
     pub(crate) fn retire_parts(&self, color: u8, admitted: bool) {
         if admitted {
             self.release_slot();
@@ -528,14 +549,21 @@ impl Workqueue {
         match self.try_queue_fn(f) {
             Ok(()) => true,
             Err(e) => {
-                let msg = format!("job not queued: {}", e.error());
-                // The closure is user code: its destructor may panic.
-                crate::report::drop_contained(e.into_inner(), "a refused job");
-                self.inner
-                    .warn(Warning::new(WarningKind::QueueRefused, msg).of_work("<job>"));
+                self.job_refused(e);
                 false
             }
         }
+    }
+
+    /// `queue_fn`'s refusal, out of the hot path.
+    #[cold]
+    #[inline(never)]
+    fn job_refused<F>(&self, e: TryQueueFnError<F>) {
+        let msg = format!("job not queued: {}", e.error());
+        // The closure is user code: its destructor may panic.
+        crate::report::drop_contained(e.into_inner(), "a refused job");
+        self.inner
+            .warn(Warning::new(WarningKind::QueueRefused, msg).of_work("<job>"));
     }
 
     /// Queues a one-shot closure, handing it back if the queue refuses work.
@@ -574,8 +602,8 @@ impl Workqueue {
         T: Send + 'static,
     {
         let packet = crate::join::Packet::new();
-        let completer = crate::join::Completer::new(packet.clone());
-        match self.try_queue_fn(move || completer.run(f)) {
+        let sender = crate::join::ResultSender::new(packet.clone());
+        match self.try_queue_fn(move || sender.run(f)) {
             Ok(()) => JoinHandle::new(packet),
             Err(e) => {
                 let err = e.error().clone();

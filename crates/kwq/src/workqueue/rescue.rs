@@ -23,7 +23,7 @@
 //!   colour and `max_active` slot are retired by whoever runs it, as for
 //!   any task.
 
-use crate::pool::Pool;
+use crate::exec::Pool;
 use crate::report::{Warning, WarningKind};
 use crate::sync::{Arc, Condvar, Mutex};
 use crate::task::Task;
@@ -106,7 +106,7 @@ impl Rescue {
     /// The rescuer thread: rescue tasks until the queue is destroyed and
     /// nothing waits (tasks left then are pulled by workers as usual).
     fn run(&self, pool: &Arc<Pool>, name: &str) {
-        let mut helper = crate::pool::Helper::new(pool);
+        let mut helper = crate::exec::Helper::new(pool);
         loop {
             let Some(task) = self.wait_for_mayday(pool) else {
                 return;

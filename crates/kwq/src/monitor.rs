@@ -43,14 +43,16 @@
 //! The tick is 1 ms while, with work waiting, some worker is still on the
 //! item it was on at the previous look (a candidate); 10 ms while workers
 //! are busy or work waits but every worker finishes items between looks
-//! (so a new stall is seen within about 10 ms + two 1 ms looks); and the
-//! monitor sleeps — woken by the first
-//! worker to leave an idle list — while every pool is idle. `/proc` is read
+//! (so a new stall is seen within about 10 ms + two 1 ms looks); and,
+//! once every pool was idle at ten looks in a row, the monitor sleeps —
+//! woken by the first worker to leave an idle list — until work comes
+//! back. (Going to that sleep at the first idle look made every job of a
+//! pool that is idle between jobs pay a wake-up of the monitor.) `/proc` is read
 //! only for candidates (a worker stuck on one item for a whole tick while
 //! work waits): in a pool whose items finish, the monitor reads a few
 //! counters per tick and nothing else.
 
-use super::{Pool, WorkerShared};
+use crate::exec::{Pool, WorkerShared};
 use crate::report::{Warning, WarningKind};
 use crate::runtime::RuntimeInner;
 use crate::sync::atomic::{AtomicBool, Ordering::*};
@@ -67,6 +69,11 @@ const TICK_BUSY: Duration = Duration::from_millis(10);
 /// Longest sleep while every pool is idle (a safety net: a worker leaving
 /// an idle list wakes the monitor).
 const TICK_IDLE: Duration = Duration::from_secs(1);
+/// Idle looks, `TICK_BUSY` apart, before the monitor sleeps until a worker
+/// wakes it: a pool that gets a job every millisecond (and is idle at
+/// almost every look) then costs one wake-up of the monitor per 100 ms,
+/// not one per job on the path of the worker that runs it.
+const IDLE_GRACE_LOOKS: u32 = 10;
 /// Off Linux: how long a candidate must go without finishing an item.
 #[cfg(not(target_os = "linux"))]
 const FALLBACK_STUCK: Duration = Duration::from_millis(20);
@@ -162,6 +169,7 @@ pub(crate) fn start(rt: &Arc<RuntimeInner>) {
 fn run(rt: &Weak<RuntimeInner>) {
     let mut watches: HashMap<(usize, usize), Watch> = HashMap::new();
     let mut reports: HashMap<usize, PoolReports> = HashMap::new();
+    let mut idle_looks = 0u32;
     loop {
         let Some(inner) = rt.upgrade() else { return };
         let pools = inner.pools();
@@ -182,19 +190,25 @@ fn run(rt: &Weak<RuntimeInner>) {
             // Forget workers that exited.
             watches.retain(|_, w| now.duration_since(w.since) < Duration::from_secs(60));
         }
+        let all_idle = || {
+            pools
+                .iter()
+                .all(|p| p.snapshot().nr_running == 0 && p.worklist.is_empty())
+        };
+        idle_looks = if !starved && !busy && all_idle() {
+            idle_looks.saturating_add(1)
+        } else {
+            0
+        };
         let period = if starved {
             TICK_STARVED
-        } else if busy {
+        } else if busy || idle_looks < IDLE_GRACE_LOOKS {
             TICK_BUSY
         } else {
             TICK_IDLE
         };
         signal.sleep(period, || {
-            !starved
-                && !busy
-                && pools
-                    .iter()
-                    .all(|p| p.snapshot().nr_running == 0 && p.worklist.is_empty())
+            !starved && !busy && idle_looks >= IDLE_GRACE_LOOKS && all_idle()
         });
         drop(pools);
     }
@@ -356,10 +370,10 @@ fn report(
         return;
     }
     let item = w
-        .cur_work
+        .cur_item
         .lock()
         .as_ref()
-        .map(|i| format!("work '{}'", i.name()))
+        .map(|i| format!("work '{}'", i.item_name()))
         .unwrap_or_else(|| "a job".to_string());
     let mut msg = format!(
         "pool {}: worker {} blocked in {item} for {} ms outside kwq::blocking; another worker \
