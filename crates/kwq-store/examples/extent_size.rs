@@ -8,34 +8,14 @@
 //! ```
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use kwq_store::{Device, MemDevice, Options, Rng, Store, ROOT_INO};
+#[path = "common/counting.rs"]
+mod counting;
 
-/// A memory device that counts the bytes written to it.
-#[derive(Debug)]
-struct Counting {
-    inner: MemDevice,
-    written: AtomicU64,
-}
-
-impl Device for Counting {
-    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
-        self.inner.read_at(buf, off)
-    }
-    fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
-        self.written.fetch_add(buf.len() as u64, Ordering::Relaxed);
-        self.inner.write_at(buf, off)
-    }
-    fn flush(&self) -> io::Result<()> {
-        Ok(())
-    }
-    fn len(&self) -> u64 {
-        self.inner.len()
-    }
-}
+use counting::Counting;
+use kwq_store::{MemDevice, Options, Rng, Store, ROOT_INO};
 
 struct Sample {
     stored: u64,
@@ -45,10 +25,9 @@ struct Sample {
 }
 
 fn run(input: &[u8], kib: u32, seed: u64) -> Sample {
-    let dev = Arc::new(Counting {
-        inner: MemDevice::new(input.len() as u64 * 2 + (64 << 20)),
-        written: AtomicU64::new(0),
-    });
+    let dev = Arc::new(Counting::new(MemDevice::new(
+        input.len() as u64 * 2 + (64 << 20),
+    )));
     let opts = Options::default()
         .extent_size(kib * 1024)
         .commit_interval(None)
@@ -68,7 +47,7 @@ fn run(input: &[u8], kib: u32, seed: u64) -> Sample {
     // Small overwrites, each made durable on its own.
     let mut rng = Rng::new(seed);
     let n = 64;
-    let before = dev.written.load(Ordering::Relaxed);
+    let before = dev.written();
     let t = Instant::now();
     for _ in 0..n {
         let off = rng.below(input.len() as u64 - 4096);
@@ -77,7 +56,7 @@ fn run(input: &[u8], kib: u32, seed: u64) -> Sample {
         s.sync().expect("sync");
     }
     let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
-    let bytes = (dev.written.load(Ordering::Relaxed) - before) as f64 / n as f64;
+    let bytes = (dev.written() - before) as f64 / n as f64;
     s.crash();
     Sample {
         stored,

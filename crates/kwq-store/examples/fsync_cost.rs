@@ -9,34 +9,14 @@
 //! ```
 
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use kwq_store::{Device, MemDevice, Options, Rng, Store, ROOT_INO};
+#[path = "common/counting.rs"]
+mod counting;
 
-/// A memory device that counts the bytes written to it.
-#[derive(Debug)]
-struct Counting {
-    inner: MemDevice,
-    written: AtomicU64,
-}
-
-impl Device for Counting {
-    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
-        self.inner.read_at(buf, off)
-    }
-    fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
-        self.written.fetch_add(buf.len() as u64, Ordering::Relaxed);
-        self.inner.write_at(buf, off)
-    }
-    fn flush(&self) -> io::Result<()> {
-        Ok(())
-    }
-    fn len(&self) -> u64 {
-        self.inner.len()
-    }
-}
+use counting::Counting;
+use kwq_store::{MemDevice, Options, Rng, Store, ROOT_INO};
 
 /// Regular members of a (possibly truncated) ustar archive: (a unique
 /// flat name, bytes).
@@ -84,10 +64,7 @@ struct Sample {
 /// 4 KiB (or the whole file) + fsync of random files.
 fn run(files: &[(String, &[u8])], seed: u64, n: usize) -> (Sample, u64) {
     let total: u64 = files.iter().map(|(_, d)| d.len() as u64).sum();
-    let dev = Arc::new(Counting {
-        inner: MemDevice::new(total * 2 + (256 << 20)),
-        written: AtomicU64::new(0),
-    });
+    let dev = Arc::new(Counting::new(MemDevice::new(total * 2 + (256 << 20))));
     let opts = Options::default().commit_interval(None);
     let s = Store::format(dev.clone(), opts).expect("format");
     let mut inos = Vec::with_capacity(files.len());
@@ -101,7 +78,7 @@ fn run(files: &[(String, &[u8])], seed: u64, n: usize) -> (Sample, u64) {
     }
     s.sync().expect("sync");
     let mut rng = Rng::new(seed);
-    let before = dev.written.load(Ordering::Relaxed);
+    let before = dev.written();
     let t = Instant::now();
     for _ in 0..n {
         let k = rng.below(files.len() as u64) as usize;
@@ -111,7 +88,7 @@ fn run(files: &[(String, &[u8])], seed: u64, n: usize) -> (Sample, u64) {
         s.fsync(inos[k]).expect("fsync");
     }
     let us = t.elapsed().as_secs_f64() * 1e6 / n as f64;
-    let bytes = (dev.written.load(Ordering::Relaxed) - before) as f64 / n as f64;
+    let bytes = (dev.written() - before) as f64 / n as f64;
     s.crash();
     (Sample { bytes, us }, files.len() as u64)
 }
