@@ -104,10 +104,28 @@ impl RuntimeInner {
         Ok(p)
     }
 
+    /// Adds `wq` to the runtime's list (dumps, `running_on`). Dropped and
+    /// dead queues are pruned only when the list is full — then, if it is
+    /// still more than half full, its room doubles — so each build costs
+    /// O(1) amortized instead of a scan of every queue ever built (building
+    /// n queues was O(n²)), and the list holds at most about twice the live
+    /// queues.
     pub(crate) fn register(&self, wq: &Arc<WqInner>) {
         let mut wqs = self.wqs.lock();
-        wqs.retain(|w| w.upgrade().is_some_and(|w| !w.is_dead()));
+        if wqs.len() == wqs.capacity() {
+            wqs.retain(|w| w.upgrade().is_some_and(|w| !w.is_dead()));
+            if wqs.len() * 2 > wqs.capacity() {
+                let more = wqs.capacity().max(8);
+                wqs.reserve(more);
+            }
+        }
         wqs.push(downgrade(wq));
+    }
+
+    /// Entries in the list, dead ones included (tests).
+    #[cfg(test)]
+    pub(crate) fn registered(&self) -> usize {
+        self.wqs.lock().len()
     }
 
     fn live_wqs(&self) -> Vec<Arc<WqInner>> {
@@ -293,5 +311,33 @@ impl Runtime {
             }
         }
         out
+    }
+}
+
+#[cfg(all(test, not(kwq_loom)))]
+mod tests {
+    /// Building and dropping many queues keeps the runtime's list within
+    /// about twice the live queues (it is pruned when full).
+    #[test]
+    fn the_queue_list_stays_near_the_live_queues() {
+        let rt = crate::RuntimeBuilder::new().concurrency(1).build().unwrap();
+        let keep: Vec<crate::Workqueue> = (0..10)
+            .map(|i| {
+                crate::Workqueue::builder(format!("keep{i}"))
+                    .runtime(&rt)
+                    .build()
+                    .unwrap()
+            })
+            .collect();
+        for i in 0..5_000 {
+            let q = crate::Workqueue::builder(format!("tmp{i}"))
+                .runtime(&rt)
+                .build()
+                .unwrap();
+            drop(q);
+            let n = rt.inner.registered();
+            assert!(n <= 64, "{n} entries for 11 live queues after {i} builds");
+        }
+        assert_eq!(keep.len(), 10);
     }
 }
