@@ -3,33 +3,12 @@
 //! concurrency-managed pool; CPU-bound items are never taken for blocked;
 //! with the monitor off, the stall the monitor prevents is real.
 
+mod common;
+use common::Gate;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A one-shot latch that waits *without* telling kwq.
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-impl Gate {
-    fn open(&self) {
-        *self.0 .0.lock().unwrap() = true;
-        self.0 .1.notify_all();
-    }
-    fn wait(&self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        let mut g = self.0 .0.lock().unwrap();
-        while !*g {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            g = self.0 .1.wait_timeout(g, left).unwrap().0;
-        }
-        true
-    }
-}
 
 fn rt(name: &str, detect: bool) -> (kwq::Runtime, Arc<Mutex<Vec<kwq::WarningKind>>>) {
     let kinds = Arc::new(Mutex::new(Vec::new()));

@@ -3,26 +3,11 @@
 //! cannot provide a worker — at its worker cap, or unable to create threads
 //! — and the same setup without a rescuer stalls.
 
+mod common;
+use common::Gate;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
-
-#[derive(Clone, Default)]
-struct Gate(Arc<(Mutex<bool>, Condvar)>);
-
-impl Gate {
-    fn open(&self) {
-        *self.0 .0.lock().unwrap() = true;
-        self.0 .1.notify_all();
-    }
-    /// Waits without telling kwq (the pool keeps counting the worker).
-    fn wait(&self, limit: Duration) -> bool {
-        let (m, c) = &*self.0;
-        let g = m.lock().unwrap();
-        let (g, _) = c.wait_timeout_while(g, limit, |open| !*open).unwrap();
-        *g
-    }
-}
 
 /// Two upper items fill a pool capped at two workers, each waiting for an
 /// item of the lower queue. Returns whether both finished in time.

@@ -5,7 +5,7 @@
 use kwq::Runtime;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 /// A runtime of `concurrency` workers per pool, without the lockup
@@ -69,5 +69,25 @@ impl Latch {
     /// Waits (inside kwq::blocking) until set or `secs` passed; true if set.
     pub fn wait(&self, secs: u64) -> bool {
         kwq::blocking(|| eventually(secs, || self.is_set()))
+    }
+}
+
+/// A one-shot gate whose `wait` blocks in a plain `Condvar`, *without*
+/// telling kwq: a worker waiting on it stays counted as running (what the
+/// pool monitor and the rescuers must cope with).
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    pub fn open(&self) {
+        *self.0 .0.lock().unwrap() = true;
+        self.0 .1.notify_all();
+    }
+    /// Whether the gate opened within `limit`.
+    pub fn wait(&self, limit: Duration) -> bool {
+        let (m, c) = &*self.0;
+        let g = m.lock().unwrap();
+        let (g, _) = c.wait_timeout_while(g, limit, |open| !*open).unwrap();
+        *g
     }
 }
