@@ -11,11 +11,11 @@ use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
-#[path = "common/counting.rs"]
-mod counting;
+#[path = "common/measure.rs"]
+mod measure;
 
-use counting::Counting;
 use kwq_store::{MemDevice, Options, Rng, Store, ROOT_INO};
+use measure::{median, Counting};
 
 struct Sample {
     stored: u64,
@@ -64,11 +64,6 @@ fn run(input: &[u8], kib: u32, seed: u64) -> Sample {
         overwrite_bytes: bytes,
         overwrite_us: us,
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    v[v.len() / 2]
 }
 
 fn main() -> io::Result<()> {

@@ -12,11 +12,11 @@ use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
-#[path = "common/counting.rs"]
-mod counting;
+#[path = "common/measure.rs"]
+mod measure;
 
-use counting::Counting;
 use kwq_store::{MemDevice, Options, Rng, Store, ROOT_INO};
+use measure::{median, Counting};
 
 /// Regular members of a (possibly truncated) ustar archive: (a unique
 /// flat name, bytes).
@@ -91,11 +91,6 @@ fn run(files: &[(String, &[u8])], seed: u64, n: usize) -> (Sample, u64) {
     let bytes = (dev.written() - before) as f64 / n as f64;
     s.crash();
     (Sample { bytes, us }, files.len() as u64)
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
-    v[v.len() / 2]
 }
 
 fn main() -> io::Result<()> {

@@ -1,5 +1,5 @@
-//! A memory device that counts the bytes written to it (shared by the
-//! examples that measure write amplification).
+//! Shared by the examples that measure write amplification: a memory
+//! device that counts the bytes written to it, and a median.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,4 +42,10 @@ impl Device for Counting {
     fn len(&self) -> u64 {
         self.inner.len()
     }
+}
+
+/// The median of `v` (the upper one of an even count).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+    v[v.len() / 2]
 }
